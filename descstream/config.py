@@ -1,0 +1,211 @@
+"""One settings object for every process, read from `DESCSTREAM_*` variables and an optional TOML file.
+
+Precedence (highest first): explicit keyword arguments, environment variables
+(`DESCSTREAM_REDIS__URL`, nested with `__`), the TOML file named by
+`DESCSTREAM_CONFIG` (or `descstream.toml` in the working directory), defaults.
+Secrets are `SecretStr`, so they print as `**********` in logs, reprs and `stack status`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class KafkaSettings(BaseModel):
+    """Broker address and optional SASL/TLS (production Kafka); the embedded broker is PLAINTEXT."""
+
+    bootstrap_servers: str = "127.0.0.1:19092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+    def aiokafka_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for aiokafka producers/consumers/admin clients."""
+        kw: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            import ssl
+
+            ctx = ssl.create_default_context(cafile=self.ssl_cafile)
+            if self.ssl_certfile:
+                ctx.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+            kw["ssl_context"] = ctx
+        if self.security_protocol.startswith("SASL"):
+            kw["sasl_mechanism"] = self.sasl_mechanism or "PLAIN"
+            kw["sasl_plain_username"] = self.sasl_username
+            kw["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        return kw
+
+
+class RedisSettings(BaseModel):
+    """Redis URL without credentials; username/password are separate so they never print."""
+
+    url: str = "redis://127.0.0.1:16379/0"
+    username: str | None = None
+    password: SecretStr | None = None
+    ssl_ca_certs: str | None = None
+    description_ttl_s: int = Field(default=30 * 24 * 3600, ge=0, description="0 = no expiry")
+    user_ttl_s: int = Field(default=7 * 24 * 3600, ge=0)
+
+    def client_kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {}
+        if self.username:
+            kw["username"] = self.username
+        if self.password:
+            kw["password"] = self.password.get_secret_value()
+        if self.ssl_ca_certs:
+            kw["ssl_ca_certs"] = self.ssl_ca_certs
+        return kw
+
+
+class TritonSettings(BaseModel):
+    """Where workers reach Triton and how patiently."""
+
+    grpc_url: str = "127.0.0.1:18001"
+    http_url: str = "127.0.0.1:18000"
+    metrics_port: int = 18002
+    protocol: Literal["grpc", "http"] = "grpc"
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=4, ge=0)
+    backoff_s: float = Field(default=0.2, ge=0)
+    concurrency: int = Field(default=16, ge=1)
+    breaker_failures: int = Field(default=5, ge=1, description="consecutive failures that open the breaker")
+    breaker_reset_s: float = Field(default=10.0, gt=0, description="how long the breaker stays open")
+
+
+class TopicSettings(BaseModel):
+    products: str = "products"
+    behavior: str = "user-behavior"
+    descriptions: str = "descriptions"
+    dead_letter: str = "descstream-dlq"
+    generation_requests: str = "descstream-generation-requests"
+    partitions: int = Field(default=4, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+
+class ModelSettings(BaseModel):
+    """Triton model names and the generator mode. `tiny` = random-init weights of the same architecture."""
+
+    generator: str = "desc_generator"
+    embedder: str = "text_embedder"
+    tagger: str = "product_tagger"
+    mode: Literal["tiny", "real"] = "real"
+    max_new_tokens: int = Field(default=96, ge=1, le=512)
+    temperature: float = Field(default=0.0, ge=0)
+    seed: int = 0
+
+
+class WorkerSettings(BaseModel):
+    app_id: str = "descstream"
+    store: str = "rocksdb://"
+    data_dir: str = ".descstream/worker-data"
+    web_port: int = 6066
+    web_host: str = "127.0.0.1"
+    metrics_port: int = 9464
+    batch_size: int = Field(default=8, ge=1)
+    batch_timeout_s: float = Field(default=0.5, gt=0)
+    broker_session_timeout_s: float = 10.0
+    broker_heartbeat_interval_s: float = 1.0
+    broker_rebalance_timeout_s: float = 5.0
+    max_field_bytes: int = Field(default=8192, ge=256, description="larger message fields are dead-lettered")
+
+
+class StackSettings(BaseModel):
+    """The embedded local stack: where it keeps PIDs/logs and what it serves."""
+
+    run_dir: str = ".descstream/run"
+    model_repository: str = str(REPO_ROOT / "serving" / "model_repository")
+    startup_timeout_s: float = Field(default=120.0, gt=0)
+    stop_grace_s: float = Field(default=10.0, gt=0)
+    bind_host: str = "127.0.0.1"
+
+
+class ReaderSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8088
+
+
+class Settings(BaseSettings):
+    """Everything configurable in descstream. Build with `Settings()` (env + TOML) or `load_settings()`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DESCSTREAM_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    triton: TritonSettings = TritonSettings()
+    topics: TopicSettings = TopicSettings()
+    models: ModelSettings = ModelSettings()
+    worker: WorkerSettings = WorkerSettings()
+    stack: StackSettings = StackSettings()
+    reader: ReaderSettings = ReaderSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = os.environ.get("DESCSTREAM_CONFIG", "descstream.toml")
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+        )
+
+    def redacted(self) -> dict[str, Any]:
+        """A printable dict: secrets masked, passwords inside URLs masked."""
+        data = self.model_dump(mode="json")
+        data["redis"]["url"] = redact_url(self.redis.url)
+        return data
+
+
+def redact_url(url: str) -> str:
+    """`redis://user:secret@host` -> `redis://user:***@host`; URLs without credentials are unchanged."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def host_port(address: str, default_port: int) -> tuple[str, int]:
+    """Split `host:port` or a URL (`redis://h:p/0`) into (host, port)."""
+    if "://" in address:
+        parts = urlsplit(address)
+        return parts.hostname or "127.0.0.1", parts.port or default_port
+    first = address.split(",")[0].strip()
+    host, _, port = first.rpartition(":")
+    return (host or "127.0.0.1"), int(port) if port else default_port
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)

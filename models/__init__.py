@@ -1,0 +1,1 @@
+"""descstream models package."""

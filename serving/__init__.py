@@ -1,0 +1,1 @@
+"""descstream serving package."""
