@@ -1,0 +1,44 @@
+"""Session fixtures: the real broker, Redis and Triton on free ports, started through `descstream.stack`.
+
+Tests never touch the machine's shared services: every `DESCSTREAM_*` variable is cleared so the
+settings come only from what the fixtures build. Triton runs the repository in tiny-model mode.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+for _name in [k for k in os.environ if k.startswith("DESCSTREAM_") and k != "DESCSTREAM_MODEL_CACHE"]:
+    del os.environ[_name]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from descstream.config import Settings  # noqa: E402
+from descstream.stack import LocalStack, settings_on_free_ports  # noqa: E402
+
+
+def make_stack(run_dir: Path, services: tuple[str, ...] = ("kafka", "redis", "triton"), **overrides) -> LocalStack:
+    """A stack on fresh free ports with tiny models (for tests that need their own services)."""
+    overrides.setdefault("models", {"mode": "tiny"})
+    settings = settings_on_free_ports(run_dir, **overrides)
+    return LocalStack(settings, services=services)
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    stack = make_stack(tmp_path_factory.mktemp("stack"))
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def stack(local_stack: LocalStack) -> Settings:
+    """Settings pointing at a live broker, Redis and Triton (tiny models) on free ports."""
+    return local_stack.settings
