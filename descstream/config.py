@@ -123,6 +123,7 @@ class WorkerSettings(BaseModel):
     web_port: int = 6066
     web_host: str = "127.0.0.1"
     metrics_port: int = 9464
+    metrics_host: str = "127.0.0.1"
     batch_size: int = Field(default=8, ge=1)
     batch_timeout_s: float = Field(default=0.5, gt=0)
     broker_session_timeout_s: float = 10.0

@@ -1,0 +1,380 @@
+"""THE Redis layout of descstream, and the only code that writes it.
+
+Key layout (all keys share the `ds:` prefix; TTLs from `RedisSettings`):
+
+``ds:desc:{product_id}``  HASH, one entry per audience that has a description (``default`` included)
+    field ``{audience}``    JSON of a `DescriptionRecord` (text, source, model_version, product_version,
+                            source_event_time, generated_at, gate)
+    field ``{audience}@v``  CAS stamp ``"{product_version} {source_event_time_ms} {rank}"``; rank 2 =
+                            generated text that passed the gate, 1 = faithful fallback
+    TTL ``description_ttl_s`` (refreshed on every write; 0 = no expiry)
+
+``ds:meta:{product_id}``  HASH, the product's current state (written by the product agent)
+    ``v`` latest product version seen, ``t`` its source event time (ms), ``fv`` the version at which the
+    facts last changed (descriptions for an older version are *stale*), ``fh`` facts hash,
+    ``del`` "1" when deleted (a tombstone: ``v`` is then the delete's version), ``seller`` the seller's
+    own description, ``title``, ``cat`` category, ``price``, ``facts`` JSON of the `ProductUpsert`,
+    ``emb`` float16 embedding bytes (384 x 2 B) used by the behaviour agent's centroid.
+    TTL ``description_ttl_s``.
+
+``ds:user:{user_id}``     HASH ``audience`` (assigned audience name), ``updated`` (unix seconds). TTL ``user_ttl_s``.
+
+Write rules (all enforced server-side in Lua, atomically, so duplicates, replays and racing workers
+can never make state go backwards):
+
+* `DESC_CAS`: a description is written only if ``(product_version, source_event_time)`` is newer than the
+  stored stamp (or equal with a better rank: generated beats fallback); it is refused if the product is
+  deleted at a version >= its own (no resurrection) or if the product's facts changed after its version
+  (stale). Returns 1 written, 0 not newer, -1 deleted, -2 stale.
+* `META_UPSERT`: writes product meta only for a strictly newer version; an upsert at or below a
+  tombstone's version is refused. Returns 2 written and facts changed, 1 written (facts unchanged,
+  version bump), 0 duplicate/older, -1 tombstoned.
+* `DELETE`: versioned tombstone. Keeps ``v``/``del`` in meta (so an old upsert replayed after the delete
+  can't resurrect the product), drops the seller text/facts and every cached description.
+  Returns 1 deleted, 0 older than what is stored.
+* `READ`: the reader's single round trip: the user's audience plus, per product, the audience variant,
+  the default variant and the seller fallback.
+
+The Lua scripts touch several keys per call; they need a standalone/Sentinel Redis (for Redis Cluster,
+hash-tag keys per product first).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable, Sequence
+
+import orjson
+import redis.asyncio as aioredis
+
+from descstream.config import Settings
+from descstream.schemas import DEFAULT_AUDIENCE, DescriptionRecord, ProductUpsert
+
+PREFIX = "ds:"
+
+
+def desc_key(product_id: str) -> str:
+    return f"{PREFIX}desc:{product_id}"
+
+
+def meta_key(product_id: str) -> str:
+    return f"{PREFIX}meta:{product_id}"
+
+
+def user_key(user_id: str) -> str:
+    return f"{PREFIX}user:{user_id}"
+
+
+def to_ms(ts: datetime) -> int:
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=timezone.utc)
+    return int(ts.timestamp() * 1000)
+
+
+RANK_FALLBACK = 1
+RANK_GENERATED = 2
+
+# KEYS: desc, meta. ARGV: audience, product_version, source_ms, rank, json, ttl
+DESC_CAS = """
+local aud = ARGV[1]
+local pv = tonumber(ARGV[2])
+local st = tonumber(ARGV[3])
+local rank = tonumber(ARGV[4])
+local meta = redis.call('HMGET', KEYS[2], 'v', 'del', 'fv')
+if meta[2] == '1' and tonumber(meta[1]) >= pv then return -1 end
+if meta[3] and tonumber(meta[3]) > pv then return -2 end
+local stamp = redis.call('HGET', KEYS[1], aud .. '@v')
+if stamp then
+  local i = string.find(stamp, ' ')
+  local j = string.find(stamp, ' ', i + 1)
+  local spv = tonumber(string.sub(stamp, 1, i - 1))
+  local sst = tonumber(string.sub(stamp, i + 1, j - 1))
+  local srk = tonumber(string.sub(stamp, j + 1))
+  if pv < spv then return 0 end
+  if pv == spv then
+    if st < sst then return 0 end
+    if st == sst and rank <= srk then return 0 end
+  end
+end
+redis.call('HSET', KEYS[1], aud, ARGV[5], aud .. '@v', ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[4])
+local ttl = tonumber(ARGV[6])
+if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+return 1
+"""
+
+# KEYS: meta. ARGV: version, source_ms, facts_hash, ttl, then field/value pairs
+META_UPSERT = """
+local v = tonumber(ARGV[1])
+local cur = redis.call('HMGET', KEYS[1], 'v', 'del', 'fh')
+if cur[1] and v <= tonumber(cur[1]) then
+  if cur[2] == '1' then return -1 end
+  return 0
+end
+local changed = (cur[3] ~= ARGV[3]) or (cur[2] == '1')
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 't', ARGV[2], 'fh', ARGV[3], 'del', '0')
+if changed then redis.call('HSET', KEYS[1], 'fv', ARGV[1]) end
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local ttl = tonumber(ARGV[4])
+if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+if changed then return 2 end
+return 1
+"""
+
+# KEYS: meta, desc. ARGV: version, source_ms, ttl
+DELETE = """
+local v = tonumber(ARGV[1])
+local cur = redis.call('HGET', KEYS[1], 'v')
+if cur and v < tonumber(cur) then return 0 end
+redis.call('HDEL', KEYS[1], 'seller', 'facts', 'emb', 'title', 'fh')
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 't', ARGV[2], 'del', '1', 'fv', ARGV[1])
+redis.call('DEL', KEYS[2])
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+return 1
+"""
+
+# KEYS: user, then (desc, meta) per product. ARGV: none.
+# Returns {audience, then per product: variant_json|false, default_json|false, seller|false, del|false}
+READ = """
+local aud = redis.call('HGET', KEYS[1], 'audience')
+if not aud then aud = 'default' end
+local out = {aud}
+local n = 2
+for i = 2, #KEYS, 2 do
+  local d = redis.call('HMGET', KEYS[i], aud, 'default')
+  local m = redis.call('HMGET', KEYS[i + 1], 'seller', 'del', 'v')
+  out[n] = d[1]; out[n + 1] = d[2]; out[n + 2] = m[1]; out[n + 3] = m[2]; out[n + 4] = m[3]
+  n = n + 5
+end
+return out
+"""
+
+
+@dataclass(frozen=True)
+class ProductMeta:
+    product_id: str
+    version: int
+    facts_version: int
+    deleted: bool
+    facts: ProductUpsert | None
+    category: str | None
+    price: float | None
+    embedding: bytes | None
+    seller: str | None
+
+
+def record_json(rec: DescriptionRecord) -> bytes:
+    return orjson.dumps(rec.model_dump(mode="json"))
+
+
+def record_rank(rec: DescriptionRecord) -> int:
+    return RANK_GENERATED if rec.source == "generated" and rec.gate.passed else RANK_FALLBACK
+
+
+class RedisStore:
+    """Async access to the descstream Redis layout (see module docstring)."""
+
+    def __init__(self, client: aioredis.Redis, settings: Settings):
+        self.r = client
+        self.settings = settings
+        self.desc_ttl = settings.redis.description_ttl_s
+        self.user_ttl = settings.redis.user_ttl_s
+        self._desc_cas = client.register_script(DESC_CAS)
+        self._meta_upsert = client.register_script(META_UPSERT)
+        self._delete = client.register_script(DELETE)
+        self._read = client.register_script(READ)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kw: Any) -> "RedisStore":
+        client = aioredis.Redis.from_url(
+            settings.redis.url, decode_responses=False, **settings.redis.client_kwargs(), **kw
+        )
+        return cls(client, settings)
+
+    async def close(self) -> None:
+        await self.r.aclose()
+
+    async def ping(self) -> bool:
+        return bool(await self.r.ping())
+
+    # ---------------------------------------------------------------- descriptions
+    async def publish(self, records: Sequence[DescriptionRecord]) -> list[bool]:
+        """CAS-write records in one pipeline; True = written, False = skipped (older/dup/deleted/stale)."""
+        return [c == 1 for c in await self.publish_codes(records)]
+
+    async def publish_codes(self, records: Sequence[DescriptionRecord]) -> list[int]:
+        if not records:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for rec in records:
+            await self._desc_cas(
+                keys=[desc_key(rec.product_id), meta_key(rec.product_id)],
+                args=[
+                    rec.audience,
+                    rec.product_version,
+                    to_ms(rec.source_event_time),
+                    record_rank(rec),
+                    record_json(rec),
+                    self.desc_ttl,
+                ],
+                client=pipe,
+            )
+        return [int(x) for x in await pipe.execute()]
+
+    async def get_record(self, product_id: str, audience: str = DEFAULT_AUDIENCE) -> DescriptionRecord | None:
+        raw = await self.r.hget(desc_key(product_id), audience)
+        return None if raw is None else DescriptionRecord.model_validate_json(raw)
+
+    async def get_records(self, product_id: str) -> dict[str, DescriptionRecord]:
+        raw = await self.r.hgetall(desc_key(product_id))
+        return {
+            k.decode(): DescriptionRecord.model_validate_json(v)
+            for k, v in raw.items()
+            if not k.endswith(b"@v")
+        }
+
+    async def has_current(
+        self, product_id: str, audience: str, product_version: int, model_version: str | None = None
+    ) -> bool:
+        return (await self.current_many([(product_id, audience, product_version, model_version)]))[0]
+
+    async def current_many(
+        self, items: Sequence[tuple[str, str, int, str | None]]
+    ) -> list[bool]:
+        """For each (product, audience, version, model_version|None): does Redis hold a description at
+        least that new (from that model, when given)? One pipelined round trip."""
+        if not items:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for pid, aud, _, _ in items:
+            pipe.hget(desc_key(pid), aud)
+        out = []
+        for (pid, aud, pv, mv), raw in zip(items, await pipe.execute()):
+            if raw is None:
+                out.append(False)
+                continue
+            d = orjson.loads(raw)
+            out.append(d["product_version"] >= pv and (mv is None or d["model_version"] == mv))
+        return out
+
+    async def stored_versions(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[int, str, str] | None]:
+        """(product_version, model_version, source) of each stored (product, audience) or None."""
+        if not pairs:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for pid, aud in pairs:
+            pipe.hget(desc_key(pid), aud)
+        out: list[tuple[int, str, str] | None] = []
+        for raw in await pipe.execute():
+            if raw is None:
+                out.append(None)
+            else:
+                d = orjson.loads(raw)
+                out.append((d["product_version"], d["model_version"], d["source"]))
+        return out
+
+    # ---------------------------------------------------------------- products
+    async def upsert_products(
+        self, items: Sequence[tuple[ProductUpsert, str, bytes | None]]
+    ) -> list[int]:
+        """Write product meta for (event, facts_hash, embedding-or-None); codes as `META_UPSERT`."""
+        if not items:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for ev, fh, emb in items:
+            fields: list[Any] = [
+                "seller", ev.description,
+                "title", ev.title,
+                "cat", ev.category or "",
+                "price", "" if ev.price is None else repr(float(ev.price)),
+                "facts", orjson.dumps(ev.model_dump(mode="json")),
+            ]
+            if emb is not None:
+                fields += ["emb", emb]
+            await self._meta_upsert(
+                keys=[meta_key(ev.product_id)],
+                args=[ev.version, to_ms(ev.updated_at), fh, self.desc_ttl, *fields],
+                client=pipe,
+            )
+        return [int(x) for x in await pipe.execute()]
+
+    async def delete_products(self, items: Sequence[tuple[str, int, datetime]]) -> list[bool]:
+        if not items:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for pid, version, ts in items:
+            await self._delete(keys=[meta_key(pid), desc_key(pid)], args=[version, to_ms(ts), self.desc_ttl], client=pipe)
+        return [int(x) == 1 for x in await pipe.execute()]
+
+    async def delete_product(self, product_id: str, version: int, updated_at: datetime) -> bool:
+        return (await self.delete_products([(product_id, version, updated_at)]))[0]
+
+    async def get_meta_many(self, product_ids: Sequence[str], with_facts: bool = True) -> list[ProductMeta | None]:
+        if not product_ids:
+            return []
+        fields = ["v", "fv", "del", "cat", "price", "emb", "seller", "facts" if with_facts else "title"]
+        pipe = self.r.pipeline(transaction=False)
+        for pid in product_ids:
+            pipe.hmget(meta_key(pid), fields)
+        out: list[ProductMeta | None] = []
+        for pid, row in zip(product_ids, await pipe.execute()):
+            v, fv, dl, cat, price, emb, seller, facts = row
+            if v is None:
+                out.append(None)
+                continue
+            out.append(
+                ProductMeta(
+                    product_id=pid,
+                    version=int(v),
+                    facts_version=int(fv or v),
+                    deleted=dl == b"1",
+                    facts=ProductUpsert.model_validate_json(facts) if (with_facts and facts) else None,
+                    category=cat.decode() if cat else None,
+                    price=float(price) if price else None,
+                    embedding=emb,
+                    seller=seller.decode() if seller is not None else None,
+                )
+            )
+        return out
+
+    async def get_features(self, product_id: str) -> tuple[str | None, float | None, bytes | None] | None:
+        """(category, price, embedding) for the behaviour agent; None if unknown or deleted."""
+        v, dl, cat, price, emb = await self.r.hmget(meta_key(product_id), ["v", "del", "cat", "price", "emb"])
+        if v is None or dl == b"1":
+            return None
+        return (cat.decode() or None) if cat else None, float(price) if price else None, emb
+
+    # ---------------------------------------------------------------- users
+    async def set_user_audience(self, user_id: str, audience: str, now: float | None = None) -> None:
+        key = user_key(user_id)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hset(key, mapping={"audience": audience, "updated": int(now or time.time())})
+        if self.user_ttl > 0:
+            pipe.expire(key, self.user_ttl)
+        await pipe.execute()
+
+    async def set_user_audiences(self, items: Iterable[tuple[str, str]]) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        now = int(time.time())
+        n = 0
+        for uid, aud in items:
+            pipe.hset(user_key(uid), mapping={"audience": aud, "updated": now})
+            if self.user_ttl > 0:
+                pipe.expire(user_key(uid), self.user_ttl)
+            n += 1
+        if n:
+            await pipe.execute()
+
+    async def get_user_audience(self, user_id: str) -> str | None:
+        raw = await self.r.hget(user_key(user_id), "audience")
+        return raw.decode() if raw is not None else None
+
+    # ---------------------------------------------------------------- reader
+    async def read_raw(self, user_id: str, product_ids: Sequence[str]) -> list[Any]:
+        keys = [user_key(user_id)]
+        for pid in product_ids:
+            keys.append(desc_key(pid))
+            keys.append(meta_key(pid))
+        return await self._read(keys=keys, args=[])
