@@ -217,7 +217,7 @@ def train_tagger(cfg: TaggerConfig, log: Any = None) -> dict[str, Any]:
                 optimizer.step()
                 sched.step()
                 step += 1
-                log_fh.write(json.dumps({"event": "step", "step": step, "epoch": epoch, "loss": float(loss)}) + "\n")
+                log_fh.write(json.dumps({"event": "step", "step": step, "epoch": epoch, "loss": loss.item()}) + "\n")
                 if progress is not None:
                     progress.update(task, completed=step, loss=f"{float(loss):.3f}")
                 if cfg.max_minutes and time.perf_counter() - t0 > cfg.max_minutes * 60:

@@ -24,8 +24,22 @@ from descstream.stack import LocalStack, settings_on_free_ports  # noqa: E402
 def make_stack(run_dir: Path, services: tuple[str, ...] = ("kafka", "redis", "triton"), **overrides) -> LocalStack:
     """A stack on fresh free ports with tiny models (for tests that need their own services)."""
     overrides.setdefault("models", {"mode": "tiny"})
+    overrides.setdefault("stack", {"startup_timeout_s": 300.0})
+    if "triton" in services:
+        _prepare_tiny_models()
     settings = settings_on_free_ports(run_dir, **overrides)
     return LocalStack(settings, services=services)
+
+
+def _prepare_tiny_models() -> None:
+    """Convert SmolLM2 from the GGUF and build the tiny model once, before Triton loads them.
+
+    On a fresh machine the conversion takes ~40 s; doing it here keeps Triton's start-up short and
+    its readiness timeout meaningful.
+    """
+    from models.base_model import resolve_model_dir
+
+    resolve_model_dir(tiny=True)
 
 
 @pytest.fixture(scope="session")

@@ -81,6 +81,7 @@ class DescGenerator:
         max_product_bytes: int = 65536,
         max_temperature: float = 5.0,
         top_k: int = 50,
+        warmup: bool = True,
     ) -> None:
         from models import base_model, generation
 
@@ -114,8 +115,10 @@ class DescGenerator:
         self.model_version = f"{model_name}/{version}-{suffix}"
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.stop_ids = self._stop_ids()
-        self.load_seconds = time.perf_counter() - t0
         self._clean = generation.clean_output
+        if warmup:  # the first forward pass pays one-off kernel set-up (seconds): not the first request
+            self.generate([Row(tuple(self.tokenizer("warm up", add_special_tokens=False)["input_ids"]), 2, 0.0, 0)])
+        self.load_seconds = time.perf_counter() - t0
         log.info("loaded %s on %s in %.1fs", self.model_version, device, self.load_seconds)
 
     def _stop_ids(self) -> frozenset[int]:

@@ -1,0 +1,305 @@
+"""Base vs fine-tuned generator, side by side, on held-out test products.
+
+Metrics (each computed per system over the same (product, audience) pairs):
+- `bleu4`: corpus BLEU-4 (sacrebleu, default 13a tokenisation) against the reference texts;
+- `rougeL_f1`: mean sentence-level ROUGE-L F1 (longest common subsequence of lower-cased word tokens;
+  P = LCS/len(hyp), R = LCS/len(ref), F1 = 2PR/(P+R)), implemented here;
+- `distinct1` / `distinct2`: distinct n-grams / total n-grams over all generated texts (lower-cased words);
+- `attribute_coverage`: per text, the share of the product's facts that the text mentions, averaged.
+  A product's facts are its brand and each attribute value; a fact is mentioned when its normalised
+  value appears in the normalised text (lower-case, punctuation folded to spaces): strings as written
+  ("1.6 kg", "ripstop nylon"), numbers as digits, booleans via the attribute name ("noise cancelling"
+  for `noise_cancelling: true`; `false` facts are not counted). Price is not counted (audience-dependent);
+- `hallucination_rate`: share of raw model texts (before the gate) that `models.gate.check` rejects for an
+  invented fact or claim (any failing reason other than length/format reasons: see `_is_hallucination`);
+- `gate_pass_rate`: share of raw texts the gate passes (all reasons);
+- `hallucination_after_gate`: share of *published* texts with an invented fact — by construction 0, since
+  a rejected text is replaced by `models.gate.fallback_text`; reported with the fallback share;
+- `audience_differentiation`: for products with >= 2 audiences, mean (1 - Jaccard(word sets)) between
+  the texts of each pair of audiences;
+- `mean_words`, `tokens_per_s` (generated tokens / wall seconds, batched greedy decoding).
+
+Outputs in `--out`: `eval.json` (metrics + per-example texts), `eval.md` (table), `eval.png` (bar chart).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Sequence
+
+_WORD = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*")
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def lcs_len(a: Sequence[str], b: Sequence[str]) -> int:
+    if not a or not b:
+        return 0
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b, 1):
+            cur.append(prev[j - 1] + 1 if x == y else max(prev[j], cur[j - 1]))
+        prev = cur
+    return prev[-1]
+
+
+def rouge_l_f1(hyp: str, ref: str) -> float:
+    h, r = words(hyp), words(ref)
+    lcs = lcs_len(h, r)
+    if lcs == 0:
+        return 0.0
+    p, rec = lcs / len(h), lcs / len(r)
+    return 2 * p * rec / (p + rec)
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float:
+    grams: list[tuple[str, ...]] = []
+    for t in texts:
+        w = words(t)
+        grams += [tuple(w[i : i + n]) for i in range(len(w) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def _norm(text: str) -> str:
+    return " " + " ".join(re.sub(r"[^a-z0-9.°%+\-]+", " ", text.lower().replace("-", " ")).split()) + " "
+
+
+def product_facts(product: Any) -> list[tuple[str, str]]:
+    """(name, normalised surface form) for each checkable fact: brand + attribute values."""
+    facts: list[tuple[str, str]] = []
+    if getattr(product, "brand", None):
+        facts.append(("brand", _norm(product.brand).strip()))
+    for key, value in (product.attributes or {}).items():
+        if isinstance(value, bool):
+            if value:
+                facts.append((key, _norm(key.replace("_", " ")).strip()))
+            continue
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        facts.append((key, _norm(str(value)).strip()))
+    return [(k, v) for k, v in facts if v]
+
+
+def coverage(product: Any, text: str) -> float:
+    facts = product_facts(product)
+    if not facts:
+        return 1.0
+    t = _norm(text)
+    return sum(1 for _, v in facts if f" {v} " in t) / len(facts)
+
+
+def jaccard(a: str, b: str) -> float:
+    sa, sb = set(words(a)), set(words(b))
+    if not sa and not sb:
+        return 1.0
+    return len(sa & sb) / len(sa | sb)
+
+
+_FORMAT_REASON = re.compile(r"(empty|too short|too long|length|format|truncat)", re.I)
+
+
+def _is_hallucination(verdict: Any) -> bool:
+    """A rejection for invented content (not merely a too-short/too-long text)."""
+    if verdict.passed:
+        return False
+    return any(not _FORMAT_REASON.search(r) for r in verdict.reasons) or not verdict.reasons
+
+
+def score_system(pairs: Sequence[tuple[Any, str]], texts: Sequence[str], refs: Sequence[str], gen_stats: dict) -> dict[str, Any]:
+    import sacrebleu
+
+    from models import gate
+
+    verdicts = [gate.check(p, a, t) for (p, a), t in zip(pairs, texts)]
+    by_product: dict[str, dict[str, str]] = defaultdict(dict)
+    for (p, a), t in zip(pairs, texts):
+        by_product[p.product_id][a if isinstance(a, str) else getattr(a, "name", str(a))] = t
+    diffs = []
+    for texts_by_aud in by_product.values():
+        for x, y in itertools.combinations(sorted(texts_by_aud), 2):
+            diffs.append(1.0 - jaccard(texts_by_aud[x], texts_by_aud[y]))
+    n = max(1, len(texts))
+    hallucinated = sum(_is_hallucination(v) for v in verdicts)
+    passed = sum(v.passed for v in verdicts)
+    reasons: dict[str, int] = defaultdict(int)
+    for v in verdicts:
+        for r in v.reasons:
+            reasons[r.split(":")[0][:60]] += 1
+    return {
+        "n": len(texts),
+        "bleu4": sacrebleu.corpus_bleu(list(texts), [list(refs)]).score,
+        "rougeL_f1": sum(rouge_l_f1(t, r) for t, r in zip(texts, refs)) / n,
+        "distinct1": distinct_n(texts, 1),
+        "distinct2": distinct_n(texts, 2),
+        "attribute_coverage": sum(coverage(p, t) for (p, _), t in zip(pairs, texts)) / n,
+        "hallucination_rate": hallucinated / n,
+        "gate_pass_rate": passed / n,
+        "hallucination_after_gate": 0.0,
+        "fallback_rate": 1 - passed / n,
+        "audience_differentiation": sum(diffs) / len(diffs) if diffs else None,
+        "mean_words": sum(len(words(t)) for t in texts) / n,
+        "tokens_per_s": gen_stats.get("tokens_per_s"),
+        "generation_seconds": gen_stats.get("seconds"),
+        "gate_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])[:15]),
+        "_verdicts": [{"passed": v.passed, "reasons": list(v.reasons)} for v in verdicts],
+    }
+
+
+def select_pairs(examples: Sequence[Any], limit: int | None, audiences_per_product: int = 2) -> list[Any]:
+    """Up to `limit` products (first seen order), each with up to `audiences_per_product` examples."""
+    per: dict[str, list[Any]] = {}
+    for ex in examples:
+        lst = per.setdefault(ex.product.product_id, [])
+        if len(lst) < audiences_per_product and all(e.audience != ex.audience for e in lst):
+            lst.append(ex)
+    chosen = list(per.values())[: limit] if limit else list(per.values())
+    return [ex for group in chosen for ex in group]
+
+
+METRIC_ROWS = [
+    ("bleu4", "BLEU-4", "{:.1f}"),
+    ("rougeL_f1", "ROUGE-L F1", "{:.3f}"),
+    ("distinct1", "Distinct-1", "{:.3f}"),
+    ("distinct2", "Distinct-2", "{:.3f}"),
+    ("attribute_coverage", "Attribute coverage", "{:.1%}"),
+    ("hallucination_rate", "Hallucination rate (raw, before gate)", "{:.1%}"),
+    ("gate_pass_rate", "Gate pass rate", "{:.1%}"),
+    ("hallucination_after_gate", "Hallucination after gate (published)", "{:.1%}"),
+    ("fallback_rate", "Fallback (template) share", "{:.1%}"),
+    ("audience_differentiation", "Audience differentiation (1-Jaccard)", "{:.3f}"),
+    ("mean_words", "Mean length (words)", "{:.1f}"),
+    ("tokens_per_s", "Generation tokens/s (batched)", "{:.1f}"),
+]
+
+
+def write_markdown(result: dict[str, Any], path: Path) -> None:
+    systems = list(result["systems"])
+    lines = [
+        f"# Generator evaluation ({result['n_examples']} texts, {result['n_products']} held-out products)",
+        "",
+        "| Metric | " + " | ".join(systems) + " |",
+        "|---|" + "---|" * len(systems),
+    ]
+    for key, label, fmt in METRIC_ROWS:
+        cells = []
+        for s in systems:
+            v = result["systems"][s].get(key)
+            cells.append("n/a" if v is None else fmt.format(v))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", f"Data: {result['data']}; generated with greedy decoding, max {result['max_new_tokens']} new tokens, batch {result['batch_size']}.", ""]
+    lines += ["Metric definitions: see `models/evaluate.py` docstring.", ""]
+    path.write_text("\n".join(lines))
+
+
+def write_chart(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [("attribute_coverage", "coverage"), ("hallucination_rate", "halluc. (raw)"), ("gate_pass_rate", "gate pass"),
+            ("distinct2", "distinct-2"), ("rougeL_f1", "ROUGE-L"), ("audience_differentiation", "aud. diff.")]
+    systems = list(result["systems"])
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    width = 0.8 / max(1, len(systems))
+    for i, s in enumerate(systems):
+        vals = [result["systems"][s].get(k) or 0.0 for k, _ in keys]
+        xs = [j + i * width for j in range(len(keys))]
+        bars = ax.bar(xs, vals, width, label=s)
+        for x, v in zip(xs, vals):
+            ax.text(x, v + 0.01, f"{v:.2f}", ha="center", fontsize=7)
+    ax.set_xticks([j + width * (len(systems) - 1) / 2 for j in range(len(keys))])
+    ax.set_xticklabels([label for _, label in keys])
+    ax.set_ylim(0, 1.1)
+    ax.set_title(f"Base vs fine-tuned on {result['n_examples']} held-out texts (BLEU-4: "
+                 + ", ".join(f"{s} {result['systems'][s]['bleu4']:.1f}" for s in systems) + ")")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_eval(
+    run: str | Path | None,
+    out: str | Path,
+    limit: int | None = 40,
+    audiences_per_product: int = 2,
+    max_new_tokens: int = 96,
+    batch_size: int = 8,
+    include_base: bool = True,
+    test_file: str | Path | None = None,
+    n_products: int = 600,
+    data_seed: int = 0,
+    log: Any = None,
+) -> dict[str, Any]:
+    """Evaluate base (optional) and the run's model on its saved test split (or a given/synthetic one)."""
+    import sys
+
+    from models import dataset
+    from models.generation import generate_for, load_generator
+
+    say = log or (lambda m: print(m, file=sys.stderr))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if test_file:
+        examples, data_desc = dataset.load_jsonl(test_file), str(test_file)
+    elif run and (Path(run) / "data" / "test.jsonl").is_file():
+        examples, data_desc = dataset.load_jsonl(Path(run) / "data" / "test.jsonl"), f"{run}/data/test.jsonl"
+    else:
+        splits = dataset.split_by_product(dataset.build_synthetic_examples(n_products, data_seed), seed=data_seed)
+        examples, data_desc = splits.test, f"synthetic test split (n_products={n_products}, seed={data_seed})"
+    chosen = select_pairs(examples, limit, audiences_per_product)
+    pairs = [(ex.product, ex.audience) for ex in chosen]
+    refs = [ex.text for ex in chosen]
+    systems: dict[str, Any] = {}
+    samples: dict[str, list[str]] = {}
+    base_dir = None
+    if run:
+        summ = Path(run) / "summary.json"
+        if summ.is_file():
+            bm = json.loads(summ.read_text()).get("base_model")
+            if bm and Path(bm).is_dir():
+                base_dir = bm  # tiny-model runs: their base is a local folder
+    todo = ([("base", None)] if include_base else []) + ([("fine-tuned", run)] if run else [])
+    for name, path in todo:
+        t0 = time.perf_counter()
+        gen = load_generator(path, base_dir=base_dir)
+        say(f"{name}: loaded in {time.perf_counter() - t0:.1f}s; generating {len(pairs)} texts")
+        texts, stats = generate_for(gen, pairs, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        del gen
+        systems[name] = score_system(pairs, texts, refs, stats)
+        samples[name] = texts
+        m = systems[name]
+        say(f"{name}: coverage {m['attribute_coverage']:.3f}, hallucination {m['hallucination_rate']:.3f}, "
+            f"gate pass {m['gate_pass_rate']:.3f}, distinct-2 {m['distinct2']:.3f}, {m['tokens_per_s']:.1f} tok/s")
+    result = {
+        "data": data_desc,
+        "n_examples": len(pairs),
+        "n_products": len({p.product_id for p, _ in pairs}),
+        "max_new_tokens": max_new_tokens,
+        "batch_size": batch_size,
+        "run": str(run) if run else None,
+        "systems": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in systems.items()},
+        "examples": [
+            {
+                "product_id": p.product_id,
+                "audience": a if isinstance(a, str) else getattr(a, "name", str(a)),
+                "reference": r,
+                **{name: {"text": samples[name][i], **systems[name]["_verdicts"][i]} for name in systems},
+            }
+            for i, ((p, a), r) in enumerate(zip(pairs, refs))
+        ],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (out / "eval.json").write_text(json.dumps(result, indent=2, default=str))
+    write_markdown(result, out / "eval.md")
+    write_chart(result, out / "eval.png")
+    return result

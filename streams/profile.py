@@ -1,0 +1,224 @@
+"""Per-user interest profiles and audience assignment (pure Python, no I/O; the behaviour agent's core).
+
+A profile is small and cheap to update per event:
+- time-decayed category affinities (keyed by the first two levels of the category path, at most 12),
+- a decayed mean of log(price) (the price band),
+- decayed keyword affinities from search queries, per audience,
+- an embedding centroid of the products interacted with (float32, 384-d) and its weight,
+- the last 8 product ids, the current audience and when it was last written to Redis.
+Event weights: view 1 < click 2 < add_to_cart 4 < purchase 8 (search adds query keywords only).
+
+Audience assignment uses hysteresis: a user leaves their current audience only when another one scores
+at least `MARGIN` higher, and not before `MIN_EVENTS` events, so users don't flap between audiences.
+
+Serialised form (table value, written behind, not per event): 4-byte length + orjson header + float16
+centroid bytes (~1 KB per user).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import orjson
+
+from descstream.schemas import DEFAULT_AUDIENCE
+
+WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0, "search": 1.0}
+HALF_LIFE_S = 7 * 24 * 3600.0
+MAX_CATS = 12
+RECENT = 8
+MARGIN = 0.15
+MIN_EVENTS = 3
+DEFAULT_SCORE = 0.3
+
+QUERY_WORDS = {
+    "value_seekers": ("cheap", "budget", "deal", "sale", "affordable", "bargain", "discount"),
+    "tech_enthusiasts": ("specs", "bluetooth", "wireless", "battery", "4k", "usb", "anc", "noise cancelling"),
+    "outdoor_adventurers": ("hiking", "camping", "trail", "waterproof", "outdoor", "backpacking"),
+    "gift_buyers": ("gift", "present", "birthday", "christmas", "for him", "for her", "anniversary"),
+    "eco_conscious": ("eco", "recycled", "sustainable", "organic", "bamboo", "biodegradable"),
+    "families": ("kids", "family", "children", "baby", "toddler"),
+    "style_seekers": ("stylish", "designer", "elegant", "minimalist", "aesthetic"),
+}
+
+
+def category_key(category: str | None) -> str | None:
+    if not category:
+        return None
+    parts = [p.strip() for p in category.split(">")]
+    return " > ".join(parts[:2])
+
+
+@dataclass
+class Profile:
+    audience: str = DEFAULT_AUDIENCE
+    n: int = 0
+    t: float = 0.0
+    cats: dict[str, float] = field(default_factory=dict)
+    pw: float = 0.0
+    plog: float = 0.0
+    q: dict[str, float] = field(default_factory=dict)
+    cw: float = 0.0
+    recent: list[str] = field(default_factory=list)
+    redis_at: float = 0.0
+    cent: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ encoding
+    def dumps(self) -> bytes:
+        head = orjson.dumps(
+            [self.audience, self.n, self.t, self.cats, self.pw, self.plog, self.q, self.cw, self.recent, self.redis_at]
+        )
+        tail = b"" if self.cent is None else self.cent.astype(np.float16).tobytes()
+        return struct.pack(">I", len(head)) + head + tail
+
+    @classmethod
+    def loads(cls, raw: bytes) -> "Profile":
+        (n,) = struct.unpack_from(">I", raw)
+        head = orjson.loads(raw[4 : 4 + n])
+        tail = raw[4 + n :]
+        p = cls(*head)
+        if tail:
+            p.cent = np.frombuffer(tail, dtype=np.float16).astype(np.float32)
+        return p
+
+    # ------------------------------------------------------------------ update
+    def _decay(self, ts: float) -> None:
+        if self.t and ts > self.t:
+            f = 0.5 ** ((ts - self.t) / HALF_LIFE_S)
+            if f < 0.999:
+                for k in self.cats:
+                    self.cats[k] *= f
+                for k in self.q:
+                    self.q[k] *= f
+                self.pw *= f
+                self.plog *= f
+                self.cw *= f
+        if ts > self.t:
+            self.t = ts
+
+    def update(
+        self,
+        event: str,
+        ts: float,
+        product_id: str | None,
+        category: str | None,
+        price: float | None,
+        embedding: np.ndarray | None,
+        query: str | None,
+    ) -> None:
+        self._decay(ts)
+        self.n += 1
+        w = WEIGHTS.get(event, 1.0)
+        if query:
+            ql = query.lower()
+            for aud, words in QUERY_WORDS.items():
+                if any(word in ql for word in words):
+                    self.q[aud] = self.q.get(aud, 0.0) + w
+        if product_id is None:
+            return
+        rec = self.recent
+        if product_id in rec:
+            rec.remove(product_id)
+        rec.append(product_id)
+        if len(rec) > RECENT:
+            del rec[0]
+        ck = category_key(category)
+        if ck is not None:
+            cats = self.cats
+            cats[ck] = cats.get(ck, 0.0) + w
+            if len(cats) > MAX_CATS:
+                del cats[min(cats, key=cats.__getitem__)]
+        if price is not None and price > 0:
+            self.pw += w
+            self.plog += w * math.log(price)
+        if embedding is not None:
+            if self.cent is None or self.cw <= 0:
+                self.cent = embedding.astype(np.float32, copy=True)
+                self.cw = w
+            else:
+                tot = self.cw + w
+                self.cent *= self.cw / tot
+                self.cent += embedding * (w / tot)
+                self.cw = tot
+
+
+class AudienceModel:
+    """Scores audiences for a profile. Built once per worker from `models.audiences`."""
+
+    def __init__(self, audiences: dict, audience_vectors: dict[str, np.ndarray] | None = None):
+        self.names = [n for n in audiences if n != DEFAULT_AUDIENCE]
+        self.audiences = audiences
+        self.vectors = audience_vectors or {}
+        self._match_cache: dict[str, tuple[str, ...]] = {}
+
+    def matching(self, ck: str) -> tuple[str, ...]:
+        """Audiences with a *specific* (not "*") category rule matching the category key."""
+        m = self._match_cache.get(ck)
+        if m is None:
+            m = tuple(
+                n for n in self.names if "*" not in self.audiences[n].categories and self.audiences[n].matches(ck)
+            )
+            self._match_cache[ck] = m
+        return m
+
+    def scores(self, p: Profile) -> dict[str, float]:
+        s = {n: 0.0 for n in self.names}
+        s[DEFAULT_AUDIENCE] = DEFAULT_SCORE
+        total = sum(p.cats.values())
+        if total > 0:
+            for ck, w in p.cats.items():
+                frac = w / total
+                for n in self.matching(ck):
+                    s[n] += frac
+        if p.pw > 0 and "value_seekers" in s:
+            mean_logp = p.plog / p.pw  # log(25) ~ 3.2, log(100) ~ 4.6
+            s["value_seekers"] += 0.8 * min(1.0, max(0.0, (math.log(60.0) - mean_logp) / math.log(4.0)))
+        qt = sum(p.q.values())
+        if qt > 0:
+            denom = max(qt, total / 4.0, 1.0)
+            for aud, w in p.q.items():
+                if aud in s:
+                    s[aud] += 0.8 * w / denom
+        if p.cent is not None and self.vectors:
+            norm = float(np.linalg.norm(p.cent)) or 1.0
+            sims = {n: float(v @ p.cent) / norm for n, v in self.vectors.items() if n in s}
+            if sims:
+                mean = sum(sims.values()) / len(sims)
+                for n, v in sims.items():
+                    s[n] += 0.2 * (v - mean)
+        return s
+
+    def assign(self, p: Profile) -> str:
+        """The audience the profile should have now (hysteresis against `p.audience`)."""
+        if p.n < MIN_EVENTS:
+            return p.audience
+        s = self.scores(p)
+        best = max(s, key=s.__getitem__)  # ties -> first in file order
+        cur = p.audience if p.audience in s else DEFAULT_AUDIENCE
+        if best != cur and s[best] >= s[cur] + MARGIN:
+            return best
+        return cur
+
+    def relevant(self, audience: str, category: str | None) -> bool:
+        a = self.audiences.get(audience)
+        return a is not None and a.matches(category)
+
+
+def decode_embedding(raw: bytes | None) -> np.ndarray | None:
+    if not raw:
+        return None
+    v = np.frombuffer(raw, dtype=np.float16).astype(np.float32)
+    n = float(np.linalg.norm(v))
+    return v / n if n > 0 else v
+
+
+def encode_embedding(vec: Sequence[float] | np.ndarray) -> bytes:
+    v = np.asarray(vec, dtype=np.float32)
+    n = float(np.linalg.norm(v))
+    if n > 0:
+        v = v / n
+    return v.astype(np.float16).tobytes()
