@@ -21,17 +21,23 @@ AUDIENCES_PATH = Path(__file__).with_name("audiences.toml")
 class Audience:
     """One audience segment.
 
-    `emphasis` orders which facts the writers put first; `tone` is the set of non-factual phrases the
-    reference writer may use (never numbers, brands, materials or colours, so it cannot break the
-    faithfulness gate); `categories` are category prefixes ("*" = all) where the audience is relevant.
+    `emphasis` orders which facts the writers put first; `tone_adjectives` / `tone_phrases` are the
+    non-factual words the reference writer may use for this voice (never numbers, brands, materials or
+    colours, so they cannot break the faithfulness gate); `tone` is both together. `categories` are
+    category prefixes ("*" = all) where the audience is relevant.
     """
 
     name: str
     label: str
     cares_about: str
     emphasis: tuple[str, ...]
-    tone: tuple[str, ...]
+    tone_adjectives: tuple[str, ...]
+    tone_phrases: tuple[str, ...]
     categories: tuple[str, ...]
+
+    @property
+    def tone(self) -> tuple[str, ...]:
+        return self.tone_adjectives + self.tone_phrases
 
     def matches(self, category: str | None) -> bool:
         """True if this audience is relevant for `category` (prefix match on the " > " path)."""
@@ -58,7 +64,8 @@ def _parse(data: dict, source: str) -> dict[str, Audience]:
                 label=str(spec["label"]),
                 cares_about=str(spec["cares_about"]),
                 emphasis=tuple(str(x) for x in spec.get("emphasis", ())),
-                tone=tuple(str(x) for x in spec.get("tone", ())),
+                tone_adjectives=tuple(str(x) for x in spec.get("tone_adjectives", ())),
+                tone_phrases=tuple(str(x) for x in spec.get("tone_phrases", ())),
                 categories=tuple(str(x) for x in spec.get("categories", ("*",))),
             )
         except KeyError as exc:

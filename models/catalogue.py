@@ -109,7 +109,7 @@ CATEGORIES: tuple[CategorySpec, ...] = (
         descriptors=("Mummy", "Three-Season", "Compact", "Expedition", "Summer", "Trekking"),
         price=(39, 499),
         required={"comfort_temperature": lambda r: f"{r.randint(-12, 12)} °C",
-                  "fill": choice("duck down", "goose down", "synthetic insulation", "recycled synthetic insulation"),
+                  "fill": choice("duck down", "goose down", "synthetic insulation", "recycled synthetic insulation", "recycled synthetic insulation"),
                   "weight": weight(600, 2400)},
         optional={"shape": choice("mummy", "rectangular", "semi-rectangular"),
                   "material": choice("ripstop nylon", "polyester", "recycled polyester"),
@@ -137,7 +137,7 @@ CATEGORIES: tuple[CategorySpec, ...] = (
         descriptors=("Fitness", "GPS", "Sport", "Classic", "Active", "Outdoor"),
         price=(49, 599),
         required={"display": lambda r: f"{_fmt(r.randint(11, 19) / 10)}-inch {r.choice(['AMOLED', 'LCD', 'OLED'])}",
-                  "battery_life": unit(1, 21, 1, " days"),
+                  "battery_life": unit(2, 21, 1, " days"),
                   "water_resistance": choice("3 ATM", "5 ATM", "10 ATM", "IP68")},
         optional={"gps": boolean(0.6), "strap_material": choice("silicone", "leather", "nylon", "stainless steel", "fluoroelastomer"),
                   "case_size": unit(38, 48, 1, " mm"), "weight": weight(25, 75),
@@ -271,7 +271,7 @@ KNOWN_BRANDS: frozenset[str] = frozenset(_GENERATED_BRANDS | {
 KNOWN_MATERIALS: frozenset[str] = frozenset({
     # generated
     "ripstop nylon", "polyester", "recycled polyester", "silnylon", "aluminium", "fibreglass", "carbon fibre",
-    "duck down", "goose down", "synthetic insulation", "silicone", "leather", "nylon", "stainless steel",
+    "duck down", "goose down", "synthetic insulation", "recycled synthetic insulation", "silicone", "leather", "nylon", "stainless steel",
     "fluoroelastomer", "glass", "bpa-free plastic", "borosilicate glass", "ceramic", "cast iron",
     "carbon steel", "copper", "engineered mesh", "knit", "recycled mesh", "synthetic mesh", "rubber",
     "carbon rubber", "solid oak", "oak", "walnut", "beech", "steel", "rattan", "bamboo", "birch plywood",
@@ -297,7 +297,7 @@ KNOWN_COLOURS: frozenset[str] = frozenset({
     "maroon", "crimson", "green", "olive", "olive green", "forest green", "sage", "sage green", "mint",
     "lime", "yellow", "mustard", "mustard yellow", "neon yellow", "orange", "coral", "pink", "magenta",
     "purple", "violet", "lilac", "lavender", "beige", "cream", "ivory", "sand", "khaki", "tan", "brown",
-    "chocolate", "terracotta", "copper", "bronze", "multicolour", "multicolor", "matte black",
+    "chocolate", "terracotta", "copper", "bronze", "brass", "multicolour", "multicolor", "matte black",
     "space grey", "off-white", "champagne", "peach", "aqua", "cyan", "indigo",
 })
 
@@ -451,10 +451,12 @@ def mutate_product(p: ProductUpsert, rng: random.Random) -> ProductUpsert:
         gens = {**spec.required, **spec.optional}
         key = rng.choice(sorted(gens))
         attrs = dict(p.attributes)
-        for _ in range(5):
+        for _ in range(8):
             value = gens[key](rng)
             if value != attrs.get(key):
+                attrs[key] = value
+                update["attributes"] = attrs
                 break
-        attrs[key] = value
-        update["attributes"] = attrs
+        else:  # the generator keeps giving the current value: change the price instead
+            update["price"] = round((p.price or 10.0) * rng.uniform(0.8, 0.95), 2)
     return p.model_copy(update=update)

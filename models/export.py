@@ -197,7 +197,7 @@ def export_tagger(run: str | Path, repository: str | Path | None = None, name: s
 
 
 def _hyper(cfg: dict[str, Any]) -> dict[str, Any]:
-    keys = ("full", "lora_r", "lora_alpha", "lora_dropout", "lora_mlp", "lr", "weight_decay", "warmup_steps", "schedule",
+    keys = ("full", "lora_r", "lora_alpha", "lora_dropout", "lora_mlp", "lora_layers", "lr", "weight_decay", "warmup_steps", "schedule",
             "min_lr_ratio", "batch_size", "grad_accum", "max_len", "epochs", "max_steps", "max_minutes", "eval_every",
             "patience", "max_grad_norm", "seed", "n_products", "audiences_per_product", "data_seed", "tiny")
     return {k: cfg.get(k) for k in keys if k in cfg}

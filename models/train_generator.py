@@ -6,7 +6,7 @@ Recipe (all on CPU-friendly settings; see `TrainConfig`):
   no product leaks across splits; the splits are saved under `<out>/data/` for `eval`;
 - each example = chat prompt (`models.prompt.render_training_text`) + target completion ending in
   `<|im_end|>`; the loss is on completion tokens only (prompt and padding labels are -100); sequences are
-  capped at `max_len` tokens (the prompt is trimmed from the left if needed, never the target's start);
+  capped at `max_len` tokens (the prompt is kept exactly as served; an overlong target loses its tail);
 - AdamW (weight decay on matrices only), linear warm-up then cosine (or linear) decay, gradient accumulation,
   LoRA dropout (or attention dropout for full fine-tuning), gradient clipping;
 - validation loss every `eval_every` optimizer steps; the best checkpoint is kept in `<out>/adapter/`
@@ -57,6 +57,7 @@ class TrainConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     lora_mlp: bool = False
+    lora_layers: int | None = None  # adapt only the top N decoder layers (backward stops below them)
     lr: float = 2e-4
     weight_decay: float = 0.01
     warmup_steps: int = 20
@@ -64,7 +65,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.1
     batch_size: int = 8
     grad_accum: int = 1
-    max_len: int = 256
+    max_len: int = 384
     epochs: float = 3.0
     max_steps: int | None = None
     max_minutes: float | None = None
@@ -140,11 +141,12 @@ def encode_example(tokenizer: Any, example: Any, max_len: int) -> dict[str, list
     prompt, completion = prompt_mod.render_training_text(tokenizer, example.product, example.audience, example.text)
     p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     c_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
-    if len(c_ids) >= max_len // 2 and len(p_ids) + len(c_ids) > max_len:
-        c_ids = c_ids[: max_len // 2]  # an overlong target: keep its start, the prompt keeps the rest
-    room = max_len - len(c_ids)
-    if len(p_ids) > room:
-        p_ids = p_ids[len(p_ids) - room :]  # trim the prompt's oldest tokens (system preamble) first
+    if len(p_ids) + len(c_ids) > max_len:
+        # keep the prompt exactly as served; cut the target's tail (it then lacks <|im_end|>, rare)
+        keep = max(16, max_len - len(p_ids))
+        c_ids = c_ids[:keep]
+        if len(p_ids) + len(c_ids) > max_len:  # a huge prompt: drop its oldest tokens as a last resort
+            p_ids = p_ids[len(p_ids) + len(c_ids) - max_len :]
     ids = p_ids + c_ids
     return {"input_ids": ids, "labels": [IGNORE] * len(p_ids) + list(c_ids)}
 
@@ -186,6 +188,8 @@ def build_model(cfg: TrainConfig, model_dir: Path) -> Any:
     targets = ["q_proj", "k_proj", "v_proj", "o_proj"]
     if cfg.lora_mlp:
         targets += ["gate_proj", "up_proj", "down_proj"]
+    n_layers = int(model.config.num_hidden_layers)
+    layers = list(range(n_layers - cfg.lora_layers, n_layers)) if cfg.lora_layers and cfg.lora_layers < n_layers else None
     lcfg = LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
@@ -193,6 +197,7 @@ def build_model(cfg: TrainConfig, model_dir: Path) -> Any:
         target_modules=targets,
         bias="none",
         task_type="CAUSAL_LM",
+        layers_to_transform=layers,
     )
     model = get_peft_model(model, lcfg)
     return model
@@ -286,6 +291,28 @@ def micro_batch_order(n_examples: int, batch_size: int, seed: int, epoch: int) -
     return [idx[i : i + batch_size] for i in range(0, n_examples, batch_size)]
 
 
+def _causal_lm(model: Any) -> Any:
+    """The underlying *ForCausalLM (through a peft wrapper)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def response_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
+    """Summed cross-entropy over response tokens and their count.
+
+    The LM head (576 x 49,152) runs only on positions that predict a response token: ~80 % of each
+    sequence is prompt, so this skips most of the largest matmul and its logits memory.
+    """
+    import torch
+
+    lm = _causal_lm(model)
+    hidden = lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    labels = batch["labels"][:, 1:]
+    keep = labels != IGNORE
+    logits = lm.lm_head(hidden[:, :-1][keep])
+    loss = torch.nn.functional.cross_entropy(logits.float(), labels[keep], reduction="sum")
+    return loss, int(keep.sum())
+
+
 def evaluate_loss(model: Any, encoded: Sequence[dict], pad_id: int, batch_size: int) -> float:
     """Mean per-token loss over the response tokens of `encoded`."""
     import torch
@@ -295,13 +322,9 @@ def evaluate_loss(model: Any, encoded: Sequence[dict], pad_id: int, batch_size: 
     total, count = 0.0, 0
     with torch.inference_mode():
         for i in range(0, len(encoded), batch_size):
-            batch = collate(encoded[i : i + batch_size], pad_id)
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1])
-            shift_labels = batch["labels"][:, 1:].reshape(-1)
-            loss = torch.nn.functional.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE, reduction="sum")
+            loss, n = response_loss(model, collate(encoded[i : i + batch_size], pad_id))
             total += float(loss)
-            count += int((shift_labels != IGNORE).sum())
+            count += n
     if was_training:
         model.train()
     return total / max(1, count)
@@ -325,6 +348,7 @@ def reproduce_command(cfg: TrainConfig) -> str:
     flags = {
         "data": "--data", "data_format": "--data-format", "n_products": "--n-products",
         "audiences_per_product": "--audiences-per-product", "data_seed": "--data-seed", "lora_r": "--lora-r",
+        "lora_layers": "--lora-layers",
         "lora_alpha": "--lora-alpha", "lora_dropout": "--dropout", "lr": "--lr", "weight_decay": "--weight-decay",
         "warmup_steps": "--warmup-steps", "schedule": "--schedule", "batch_size": "--batch-size",
         "grad_accum": "--grad-accum", "max_len": "--max-len", "epochs": "--epochs", "max_steps": "--max-steps",
@@ -525,14 +549,10 @@ def train(cfg: TrainConfig, log: Any = None) -> dict[str, Any]:
                 micro_index += 1
             n_tokens = sum(sum(1 for l in train_enc[i]["labels"][1:] if l != IGNORE) for mb in micro_batches for i in mb)
             for mb in micro_batches:
-                batch = collate([train_enc[i] for i in mb], pad_id)
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1])
-                shift_labels = batch["labels"][:, 1:].reshape(-1)
-                loss = torch.nn.functional.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE, reduction="sum")
+                loss, n = response_loss(model, collate([train_enc[i] for i in mb], pad_id))
                 (loss / max(1, n_tokens)).backward()  # token-weighted mean over the whole accumulated batch
-                loss_sum += float(loss)
-                tok_count += int((shift_labels != IGNORE).sum())
+                loss_sum += float(loss.detach())
+                tok_count += n
             grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()

@@ -1,0 +1,125 @@
+"""Read path: the description a given user should see for each product, in ONE Redis round trip.
+
+Fallback chain per product: the user's audience variant -> the `default` description -> the seller's own
+description (from product meta). A record whose gate verdict failed is never returned (the generation
+agent never publishes one; this is the belt to its braces). Deleted or unknown products come back with
+``text: null``.
+
+HTTP: ``GET /descriptions?user=u-1&products=p-1,p-2`` ->
+``{"user": "u-1", "audience": "outdoor_adventurers", "descriptions": {"p-1": {"text": ..., "audience": ...,
+"model_version": ..., "product_version": ..., "source": "generated"|"fallback"|"seller"}, ...}}``.
+Served by ``descstream serve-reader`` on `ReaderSettings` (127.0.0.1 by default).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+import orjson
+
+from descstream.config import Settings
+from descstream.schemas import DEFAULT_AUDIENCE
+
+from .redis_store import RedisStore
+
+MAX_PRODUCTS = 200
+_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def _pick(raw: bytes | None, audience: str) -> dict | None:
+    if raw is None:
+        return None
+    d = orjson.loads(raw)
+    gate = d.get("gate") or {}
+    if not gate.get("passed", False):
+        return None
+    return {
+        "text": d["text"],
+        "audience": audience,
+        "model_version": d["model_version"],
+        "product_version": d["product_version"],
+        "source": d["source"],
+    }
+
+
+def resolve(reply: list[Any], product_ids: Sequence[str]) -> tuple[str, dict[str, dict]]:
+    audience = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+    out: dict[str, dict] = {}
+    i = 1
+    for pid in product_ids:
+        variant, default, seller, deleted, version = reply[i : i + 5]
+        i += 5
+        if deleted == b"1":
+            out[pid] = {"text": None, "audience": None, "model_version": None, "product_version": int(version), "source": "deleted"}
+            continue
+        rec = None
+        if audience != DEFAULT_AUDIENCE:
+            rec = _pick(variant, audience)
+        if rec is None:
+            rec = _pick(default, DEFAULT_AUDIENCE)
+        if rec is None:
+            if seller:
+                rec = {
+                    "text": seller.decode(),
+                    "audience": None,
+                    "model_version": None,
+                    "product_version": int(version) if version else None,
+                    "source": "seller",
+                }
+            else:
+                rec = {"text": None, "audience": None, "model_version": None, "product_version": None, "source": "missing"}
+        out[pid] = rec
+    return audience, out
+
+
+async def get_descriptions(store: RedisStore, user_id: str, product_ids: Sequence[str]) -> dict[str, dict]:
+    """Per product the text this user should see (see module docstring). One Redis round trip."""
+    _, out = await get_descriptions_with_audience(store, user_id, product_ids)
+    return out
+
+
+async def get_descriptions_with_audience(
+    store: RedisStore, user_id: str, product_ids: Sequence[str]
+) -> tuple[str, dict[str, dict]]:
+    reply = await store.read_raw(user_id, product_ids)
+    return resolve(reply, product_ids)
+
+
+def make_web_app(settings: Settings, store: RedisStore | None = None) -> Any:
+    from aiohttp import web
+
+    async def on_startup(app: web.Application) -> None:
+        app["store"] = store or RedisStore.from_settings(settings)
+
+    async def on_cleanup(app: web.Application) -> None:
+        if store is None:
+            await app["store"].close()
+
+    async def descriptions(request: web.Request) -> web.Response:
+        user = request.query.get("user", "")
+        products = [p for p in request.query.get("products", "").split(",") if p]
+        if not _ID.match(user):
+            return web.json_response({"error": "user must be an identifier"}, status=400)
+        if not products or len(products) > MAX_PRODUCTS or not all(_ID.match(p) for p in products):
+            return web.json_response({"error": f"products must be 1-{MAX_PRODUCTS} comma-separated identifiers"}, status=400)
+        audience, out = await get_descriptions_with_audience(request.app["store"], user, products)
+        body = orjson.dumps({"user": user, "audience": audience, "descriptions": out})
+        return web.Response(body=body, content_type="application/json")
+
+    async def health(_request: web.Request) -> web.Response:
+        ok = await _request.app["store"].ping()
+        return web.json_response({"redis": ok}, status=200 if ok else 503)
+
+    app = web.Application()
+    app.router.add_get("/descriptions", descriptions)
+    app.router.add_get("/health", health)
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return app
+
+
+def run_reader(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    from aiohttp import web
+
+    web.run_app(make_web_app(settings), host=host or settings.reader.host, port=port or settings.reader.port, print=None)

@@ -1,0 +1,150 @@
+"""The Redis layout and its Lua compare-and-set, against a real redis-server."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import pytest_asyncio
+
+from descstream.schemas import DescriptionRecord, GateVerdict, ProductUpsert
+from streams.reader import get_descriptions
+from streams.redis_store import RedisStore, desc_key, meta_key
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+T0 = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
+
+
+def product(pid: str, version: int, **kw) -> ProductUpsert:
+    base = dict(product_id=pid, version=version, updated_at=T0 + timedelta(minutes=version), title=f"Tent {pid}",
+                category="Outdoor > Camping > Tents", brand="NorthPeak", price=149.0,
+                attributes={"weight": "1.6 kg"}, description="seller text")
+    base.update(kw)
+    return ProductUpsert(**base)
+
+
+def record(pid: str, audience: str, version: int, text: str, *, source="generated", minutes=None, passed=True) -> DescriptionRecord:
+    return DescriptionRecord(
+        product_id=pid, audience=audience, text=text, source=source, model_version="m1", product_version=version,
+        source_event_time=T0 + timedelta(minutes=version if minutes is None else minutes),
+        generated_at=datetime.now(timezone.utc), gate=GateVerdict(passed=passed),
+    )
+
+
+@pytest_asyncio.fixture(loop_scope='session')
+async def store(infra):
+    s = RedisStore.from_settings(infra)
+    yield s
+    await s.close()
+
+
+def pid() -> str:
+    return "p-" + uuid.uuid4().hex[:10]
+
+
+async def test_cas_newer_wins_and_replays_never_overwrite(store):
+    p = pid()
+    await store.upsert_products([(product(p, 1), "fh1", None)])
+    assert await store.publish([record(p, "default", 1, "v1 text")]) == [True]
+    await store.upsert_products([(product(p, 2, price=139.0), "fh2", None)])
+    assert await store.publish([record(p, "default", 2, "v2 text")]) == [True]
+    # the old event replayed after the newer one: refused, text unchanged
+    assert await store.publish_codes([record(p, "default", 1, "v1 replay")]) == [-2]
+    # exact duplicate: refused
+    assert await store.publish([record(p, "default", 2, "v2 text")]) == [False]
+    # same version, older source time: refused
+    assert await store.publish([record(p, "default", 2, "older", minutes=0)]) == [False]
+    assert (await store.get_record(p)).text == "v2 text"
+    # same stamp: generated text replaces a fallback, never the other way round
+    q = pid()
+    await store.upsert_products([(product(q, 1), "fh", None)])
+    assert await store.publish([record(q, "default", 1, "fallback", source="fallback")]) == [True]
+    assert await store.publish([record(q, "default", 1, "generated")]) == [True]
+    assert await store.publish([record(q, "default", 1, "fallback again", source="fallback")]) == [False]
+    assert (await store.get_record(q)).text == "generated"
+
+
+async def test_pipelined_publish_mixed_results(store):
+    p = pid()
+    await store.upsert_products([(product(p, 3), "fh", None)])
+    res = await store.publish([
+        record(p, "default", 3, "a"), record(p, "families", 3, "b"), record(p, "default", 3, "dup"),
+    ])
+    assert res == [True, True, False]
+    recs = await store.get_records(p)
+    assert set(recs) == {"default", "families"}
+
+
+async def test_meta_versions_and_tombstone(store):
+    p = pid()
+    assert await store.upsert_products([(product(p, 1), "fh1", b"\x00\x01")]) == [2]
+    assert await store.upsert_products([(product(p, 1), "fh1", None)]) == [0]  # duplicate
+    assert await store.upsert_products([(product(p, 2), "fh1", None)]) == [1]  # version bump, same facts
+    assert await store.publish([record(p, "default", 2, "text")]) == [True]
+    assert await store.delete_product(p, 5, T0) is True
+    assert await store.r.exists(desc_key(p)) == 0
+    # an old upsert replayed after the delete does not resurrect the product
+    assert await store.upsert_products([(product(p, 4), "fh9", None)]) == [-1]
+    assert await store.publish_codes([record(p, "default", 4, "zombie")]) == [-1]
+    assert await store.delete_product(p, 3, T0) is False  # older delete
+    # a genuinely newer upsert re-lists it
+    assert await store.upsert_products([(product(p, 6), "fh6", None)]) == [2]
+    meta = (await store.get_meta_many([p]))[0]
+    assert meta.version == 6 and meta.facts_version == 6 and not meta.deleted and meta.facts.version == 6
+
+
+async def test_has_current_and_user(store):
+    p = pid()
+    await store.upsert_products([(product(p, 2), "fh", None)])
+    await store.publish([record(p, "default", 2, "t")])
+    assert await store.has_current(p, "default", 2, "m1")
+    assert not await store.has_current(p, "default", 3)
+    assert not await store.has_current(p, "default", 2, "m2")
+    assert not await store.has_current(p, "families", 2)
+    await store.set_user_audience("u-x", "families")
+    assert await store.get_user_audience("u-x") == "families"
+    assert 0 < await store.r.ttl("ds:user:u-x") <= store.user_ttl
+
+
+async def test_reader_fallback_chain(store):
+    a, b, c, d, e = (pid() for _ in range(5))
+    user = "u-" + uuid.uuid4().hex[:6]
+    await store.set_user_audience(user, "outdoor_adventurers")
+    for x in (a, b, c, e):
+        await store.upsert_products([(product(x, 1, description=f"seller {x}"), "fh", None)])
+    await store.publish([
+        record(a, "outdoor_adventurers", 1, "variant a"), record(a, "default", 1, "default a"),
+        record(b, "default", 1, "default b"),
+        record(e, "outdoor_adventurers", 1, "bad e", passed=False), record(e, "default", 1, "default e"),
+    ])
+    await store.delete_product(c, 2, T0)
+    out = await get_descriptions(store, user, [a, b, c, d, e])
+    assert out[a]["text"] == "variant a" and out[a]["source"] == "generated" and out[a]["audience"] == "outdoor_adventurers"
+    assert out[b]["text"] == "default b" and out[b]["audience"] == "default"
+    assert out[c]["text"] is None and out[c]["source"] == "deleted"
+    assert out[d]["source"] == "missing"
+    assert out[e]["text"] == "default e"  # gate-failed text is never returned
+    f = pid()
+    await store.upsert_products([(product(f, 1, description="only the seller's"), "fh", None)])
+    out = await get_descriptions(store, "u-unknown", [f, a])
+    assert out[f] == {"text": "only the seller's", "audience": None, "model_version": None, "product_version": 1, "source": "seller"}
+    assert out[a]["text"] == "default a"  # unknown user -> default
+
+
+async def test_reader_http(infra, store):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from streams.reader import make_web_app
+
+    p = pid()
+    await store.upsert_products([(product(p, 1), "fh", None)])
+    await store.publish([record(p, "default", 1, "hello")])
+    async with TestClient(TestServer(make_web_app(infra, store))) as client:
+        resp = await client.get(f"/descriptions?user=u-1&products={p},p-none")
+        assert resp.status == 200
+        body = await resp.json()
+        assert body["descriptions"][p]["text"] == "hello"
+        assert body["descriptions"]["p-none"]["source"] == "missing"
+        assert (await client.get("/descriptions?user=u-1&products=bad id")).status == 400
