@@ -7,7 +7,10 @@ touching code; this module loads, validates and caches them. Stream workers call
 
 from __future__ import annotations
 
-import tomllib
+try:  # Python 3.11+; the NGC Triton image runs 3.10, where `tomli` is the same parser
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover
+    import tomli as tomllib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path

@@ -154,12 +154,19 @@ class GenerationWorker:
             still = []
             for i, r in zip(pending, res):
                 results[i] = r
-                if not is_result(r):
+                if not is_result(r) and getattr(r, "retryable", True):
                     still.append(i)
             pending = still
             if not pending:
                 break
         return results
+
+    def _fallback(self, product: ProductUpsert, audience: str) -> str:
+        try:
+            return self.services.gate.fallback_text(product, audience)
+        except Exception as exc:  # never leave a job without an outcome
+            log.warning("fallback_text failed for %s/%s: %s", product.product_id, audience, exc)
+            return product.description or product.title
 
     def build_records(self, jobs: list[Job], results: list[Any]) -> list[DescriptionRecord]:
         gate = self.services.gate
@@ -168,29 +175,35 @@ class GenerationWorker:
         for job, r in zip(jobs, results):
             product = job.product
             assert product is not None
-            audience = gate.audience(job.audience)
+            aud = job.audience
             if is_result(r):
                 mv = getattr(r, "model_version", None) or "unknown"
                 self.model_version = mv
-                verdict = gate.check(product, audience, r.text)
+                try:
+                    verdict = gate.check(product, aud, r.text)
+                except Exception as exc:
+                    verdict = GateVerdict(passed=False, reasons=(f"gate_error:{type(exc).__name__}",))
                 if verdict.passed:
                     metrics.GATE.labels(verdict="pass", reason="").inc()
                     text, source = r.text, "generated"
                 else:
                     for reason in verdict.reasons or ("unspecified",):
                         metrics.GATE.labels(verdict="fail", reason=str(reason).split(":")[0][:40]).inc()
-                    text, source = gate.fallback_text(product, audience), "fallback"
-                    verdict = GateVerdict(passed=True, reasons=tuple(f"fallback: gate failed: {x}" for x in verdict.reasons) or ("fallback: gate failed",))
+                    metrics.GEN_REQUESTS.labels(outcome="gate_failed").inc()
+                    text, source = self._fallback(product, aud), "fallback"
+                    verdict = GateVerdict(
+                        passed=True, reasons=tuple(f"fallback: gate failed: {x}" for x in verdict.reasons) or ("fallback: gate failed",)
+                    )
             else:
                 mv = NO_MODEL
                 reason = getattr(r, "message", None) or repr(r)
-                text, source = gate.fallback_text(product, audience), "fallback"
+                text, source = self._fallback(product, aud), "fallback"
                 verdict = GateVerdict(passed=True, reasons=(f"fallback: generation failed: {str(reason)[:200]}",))
                 metrics.GEN_REQUESTS.labels(outcome="generation_failed").inc()
             records.append(
                 DescriptionRecord(
                     product_id=job.product_id,
-                    audience=job.audience,
+                    audience=aud,
                     text=text,
                     source=source,
                     model_version=mv,

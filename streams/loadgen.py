@@ -176,14 +176,28 @@ async def _watch(settings: Settings, st: _State, consumer: Any) -> None:
                     )
 
 
+async def committed_offsets(consumer: Any, tps: list[Any]) -> dict[Any, int]:
+    """The group's committed offsets for `tps` (missing = never committed), read through a consumer that
+    carries the group id but never joins or commits (one OffsetFetch; the admin client's
+    ListConsumerGroupOffsets is not understood by every broker, the consumer's OffsetFetch is)."""
+    try:
+        got = await consumer._coordinator.fetch_committed_offsets(tps)  # noqa: SLF001 - one request for all
+        return {tp: om.offset for tp, om in got.items() if om is not None and om.offset >= 0}
+    except AttributeError:  # pragma: no cover - private API moved: one request per partition
+        out = {}
+        for tp in tps:
+            off = await consumer.committed(tp)
+            if off is not None and off >= 0:
+                out[tp] = off
+        return out
+
+
 async def _sample_lag(settings: Settings, st: _State, group: str, topics: list[str]) -> None:
     """Every second: end offsets of the worker's input topics vs the group's committed offsets."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(**settings.kafka.aiokafka_kwargs())
-    probe = AIOKafkaConsumer(**settings.kafka.aiokafka_kwargs(), group_id=None, enable_auto_commit=False)
-    await admin.start()
+    # Carries the worker's group id only to *read* its committed offsets: never subscribes, never commits.
+    probe = AIOKafkaConsumer(**settings.kafka.aiokafka_kwargs(), group_id=group, enable_auto_commit=False)
     await probe.start()
     try:
         while not st.stop:
@@ -191,24 +205,25 @@ async def _sample_lag(settings: Settings, st: _State, group: str, topics: list[s
             try:
                 tps = [TopicPartition(topic, p) for topic in topics for p in sorted(probe.partitions_for_topic(topic) or ())]
                 ends = await probe.end_offsets(tps) if tps else {}
-                committed = await admin.list_consumer_group_offsets(group)
+                committed = await committed_offsets(probe, tps) if tps else {}
                 by_topic: dict[str, int] = {}
                 done = 0
                 for tp, end in ends.items():
-                    c = committed.get(tp)
-                    off = c.offset if c is not None and c.offset >= 0 else 0
+                    off = committed.get(tp, 0)
                     by_topic[tp.topic] = by_topic.get(tp.topic, 0) + max(0, end - off)
                     done += off
-                st.lag.append((t, sum(by_topic.values())))
-                st.consumed.append((t, done))
-                for topic, lag in by_topic.items():
-                    st.lag_by_topic.setdefault(topic, []).append((t, lag))
+                if tps:
+                    st.lag.append((t, sum(by_topic.values())))
+                    st.consumed.append((t, done))
+                    for topic, lag in by_topic.items():
+                        st.lag_by_topic.setdefault(topic, []).append((t, lag))
+                else:
+                    await probe._client.force_metadata_update()  # noqa: SLF001
             except Exception:  # a sample may fail while the group rebalances; keep sampling
                 pass
             await asyncio.sleep(max(0.0, 1.0 - (time.time() - t)))
     finally:
         await probe.stop()
-        await admin.close()
 
 
 def _product_bytes(p: Any) -> bytes:

@@ -52,6 +52,7 @@ class GenResult:
 @dataclass
 class GenError:
     message: str
+    code: str = "FAKE"
     retryable: bool = True
 
 
@@ -98,11 +99,11 @@ class FakeGenerator:
                 out.append(GenError("injected failure"))
                 continue
             if p.product_id in self.unfaithful:
-                out.append(GenResult(text=f"{p.title}: now 90% off, made of pure gold.", model_version=self.model_version))
+                out.append(GenResult(text=f"{p.title} by {p.brand}, now 90% off and made of pure gold, a great pick for every trip.", model_version=self.model_version))
                 continue
             facts = ", ".join(f"{k}: {v}" for k, v in list(p.attributes.items())[:4])
             brand = f" by {p.brand}" if p.brand else ""
-            text = f"[{r.audience}] {p.title}{brand}." + (f" {facts}." if facts else "")
+            text = f"[{r.audience}] {p.title}{brand}." + (f" {facts}." if facts else "") + " See the product details for more."
             out.append(GenResult(text=text, model_version=self.model_version))
         return out
 
