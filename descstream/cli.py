@@ -72,6 +72,47 @@ def _print_states(states) -> None:
     console.print(table)
 
 
+@app.command("demo")
+def demo(
+    products: int = typer.Option(4, help="synthetic products to publish"),
+    users: int = typer.Option(4, help="synthetic shoppers"),
+    timeout: float = typer.Option(900.0, help="seconds to wait for every description"),
+) -> None:
+    """Run the whole path on the embedded stack and print descriptions read back from Redis."""
+    from descstream.demo import main
+
+    main(products, users, timeout)
+
+
+topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create the descstream topics that are missing (partitions from DESCSTREAM_TOPICS__PARTITIONS)."""
+    from streams.cli import create_topics
+
+    missing = create_topics(Settings())
+    console.print("created: " + (", ".join(missing) if missing else "nothing (all exist)"))
+
+
+@app.command("bench")
+def bench(
+    out_dir: str = typer.Option("bench/results", help="where the JSON results go"),
+    only: str = typer.Option("serving,streams", help="comma-separated: serving, streams"),
+) -> None:
+    """Run the benchmarks (`make bench`): each writes JSON with the machine described."""
+    import subprocess
+
+    failures = 0
+    for name in [x.strip() for x in only.split(",") if x.strip()]:
+        cmd = [sys.executable, "-m", f"{name}.bench", "--out", f"{out_dir}/{name}.json"]
+        console.print(f"[bold]bench {name}[/bold]: {' '.join(cmd)}")
+        failures += subprocess.call(cmd) != 0
+    raise typer.Exit(1 if failures else 0)
+
+
 @app.command("config")
 def show_config() -> None:
     """Print the effective configuration (secrets masked)."""
@@ -79,6 +120,22 @@ def show_config() -> None:
 
     sys.stdout.write(json.dumps(Settings().redacted(), indent=2) + "\n")
 
+
+def _mount() -> None:
+    """Sub-commands owned by the concern packages (their heavy imports happen inside the commands)."""
+    from models import cli as models_cli
+    from streams import cli as streams_cli
+    from streams import ops_cli
+
+    models_cli.register(app)
+    app.command("worker")(streams_cli.worker)
+    app.command("serve-reader")(streams_cli.serve_reader)
+    app.command("loadgen")(ops_cli.loadgen)
+    app.command("replay")(ops_cli.replay)
+    app.command("backfill")(ops_cli.backfill)
+
+
+_mount()
 
 if __name__ == "__main__":  # pragma: no cover
     app()

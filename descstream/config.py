@@ -208,5 +208,21 @@ def host_port(address: str, default_port: int) -> tuple[str, int]:
     return (host or "127.0.0.1"), int(port) if port else default_port
 
 
+def settings_env(settings: Settings) -> dict[str, str]:
+    """`DESCSTREAM_*` variables that reproduce `settings` in a child process (worker, reader).
+
+    Secrets travel in the child's environment (never on its command line, where `ps` would show them).
+    """
+    env: dict[str, str] = {}
+    for section, fields in settings.model_dump().items():
+        for name, value in fields.items():
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"DESCSTREAM_{section.upper()}__{name.upper()}"] = str(value)
+    return env
+
+
 def load_settings(**overrides: Any) -> Settings:
     return Settings(**overrides)

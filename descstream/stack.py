@@ -268,11 +268,13 @@ class LocalStack:
             )
         return out
 
-    def down(self) -> list[str]:
-        """Stop exactly the process groups this stack started; return their names."""
+    def down(self, only: tuple[str, ...] | None = None) -> list[str]:
+        """Stop exactly the process groups this stack started (or those of them in `only`); return their names."""
         state = self._load()
         stopped = []
         for name in reversed(SERVICES):
+            if only is not None and name not in only:
+                continue
             entry = state.get(name)
             if entry and entry.get("started_by_us"):
                 self._stop(entry)
