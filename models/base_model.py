@@ -85,6 +85,7 @@ def _prepare_tokenizer(tok: Any) -> Any:
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
+    tok.clean_up_tokenization_spaces = False  # BPE: the cleanup would strip spaces before punctuation
     return tok
 
 

@@ -11,7 +11,8 @@ Metrics (each computed per system over the same (product, audience) pairs):
   ("1.6 kg", "ripstop nylon"), numbers as digits, booleans via the attribute name ("noise cancelling"
   for `noise_cancelling: true`; `false` facts are not counted). Price is not counted (audience-dependent);
 - `hallucination_rate`: share of raw model texts (before the gate) that `models.gate.check` rejects for an
-  invented fact or claim (any failing reason other than length/format reasons: see `_is_hallucination`);
+  invented fact or claim (reason codes number_not_in_facts, unknown_brand, material_not_in_facts,
+  colour_not_in_facts, forbidden_claim; see `_is_hallucination`);
 - `gate_pass_rate`: share of raw texts the gate passes (all reasons);
 - `hallucination_after_gate`: share of *published* texts with an invented fact — by construction 0, since
   a rejected text is replaced by `models.gate.fallback_text`; reported with the fallback share;
@@ -103,14 +104,14 @@ def jaccard(a: str, b: str) -> float:
     return len(sa & sb) / len(sa | sb)
 
 
-_FORMAT_REASON = re.compile(r"(empty|too short|too long|length|format|truncat)", re.I)
+HALLUCINATION_CODES = ("number_not_in_facts", "unknown_brand", "material_not_in_facts", "colour_not_in_facts", "forbidden_claim")
 
 
 def _is_hallucination(verdict: Any) -> bool:
-    """A rejection for invented content (not merely a too-short/too-long text)."""
-    if verdict.passed:
-        return False
-    return any(not _FORMAT_REASON.search(r) for r in verdict.reasons) or not verdict.reasons
+    """The gate rejected the text for an invented fact or claim (numbers, brands, materials, colours,
+    forbidden claims). Length (`empty`/`too_short`/`too_long`), `instruction_echo` and `repetition_loop`
+    rejections are failures too (they lower the gate pass rate) but are not invented facts."""
+    return any(r.split(":", 1)[0] in HALLUCINATION_CODES for r in verdict.reasons)
 
 
 def score_system(pairs: Sequence[tuple[Any, str]], texts: Sequence[str], refs: Sequence[str], gen_stats: dict) -> dict[str, Any]:

@@ -107,10 +107,14 @@ def load_examples(cfg: TrainConfig) -> list[Any]:
             "csv": importers.read_pairs_csv,
             "advertisegen": importers.read_advertisegen,
         }[fmt]
-        result = reader(path)
-        examples = list(result[0] if isinstance(result, tuple) else result)
+        report = reader(path)
+        examples, errors = list(report.examples), list(report.errors)
+        for err in errors[:20]:
+            print(f"{path}:{err.line}: skipped: {err.reason}", file=sys.stderr)
+        if len(errors) > 20:
+            print(f"... and {len(errors) - 20} more bad lines", file=sys.stderr)
         if not examples:
-            raise ValueError(f"no usable examples in {path}")
+            raise ValueError(f"no usable examples in {path} ({len(errors)} bad lines)")
         return examples
     from models import dataset
 
@@ -368,8 +372,12 @@ def reproduce_command(cfg: TrainConfig) -> str:
 # ----------------------------------------------------------------------------------------------- train
 
 
-def train(cfg: TrainConfig, log: Any = None) -> dict[str, Any]:
-    """Run (or resume) a training run; returns the summary dict also written to `summary.json`."""
+def train(cfg: TrainConfig, log: Any = None, on_step: Any = None) -> dict[str, Any]:
+    """Run (or resume) a training run; returns the summary dict also written to `summary.json`.
+
+    `on_step(step)` is called after every optimizer step (progress hooks, tests simulating a crash).
+    Ctrl-C saves `train_state/` at the current step before exiting, so `--resume` loses nothing.
+    """
     import torch
 
     say = log or (lambda msg: print(msg, file=sys.stderr))
@@ -428,17 +436,20 @@ def train(cfg: TrainConfig, log: Any = None) -> dict[str, Any]:
     bad_evals = 0
     elapsed_before = 0.0
     horizon_adjusted = False
+    budget_shortened = False
     stop_reason = None
     if cfg.resume:
         st = torch.load(state_dir / "state.pt", weights_only=False)
         load_trainable_state(model, st["trainable"], cfg.full)
         optimizer.load_state_dict(st["optimizer"])
-        schedule.total = st["schedule_total"]
         scheduler.load_state_dict(st["scheduler"])
         step, best_val, best_step, bad_evals = st["step"], st["best_val"], st["best_step"], st["bad_evals"]
         elapsed_before = st["elapsed_s"]
         horizon_adjusted = st.get("horizon_adjusted", False)
-        planned = st.get("planned", planned)
+        budget_shortened = st.get("budget_shortened", False)
+        if budget_shortened and cfg.max_minutes:
+            planned = st.get("planned", planned)  # keep the horizon the time budget chose
+        schedule.total = planned  # same config -> same schedule; a larger --max-steps extends it
         _set_rng_state(st["rng"])
         say(f"resumed from step {step} (best validation loss {best_val:.4f} at step {best_step})")
     elif (out / "training_log.jsonl").exists():
@@ -466,6 +477,7 @@ def train(cfg: TrainConfig, log: Any = None) -> dict[str, Any]:
                 "bad_evals": bad_evals,
                 "elapsed_s": elapsed_before + (time.perf_counter() - t_start),
                 "horizon_adjusted": horizon_adjusted,
+                "budget_shortened": budget_shortened,
                 "rng": _rng_state(),
                 "config": asdict(cfg),
             },
@@ -583,11 +595,14 @@ def train(cfg: TrainConfig, log: Any = None) -> dict[str, Any]:
                     say(f"time budget: ~{reachable} of {planned} steps reachable at {sps:.2f} s/step; LR schedule shortened")
                     planned = max(step + 1, reachable)
                     schedule.total = planned
+                    budget_shortened = True
                     if progress is not None:
                         progress.update(task, total=planned)
                 horizon_adjusted = True
             if progress is not None:
                 progress.update(task, completed=step, loss=f"{train_loss:.3f}", sps=f"{dt:.2f}")
+            if on_step is not None:
+                on_step(step)
             if step % cfg.eval_every == 0 or step == planned:
                 do_eval()
                 save_state()
@@ -595,10 +610,18 @@ def train(cfg: TrainConfig, log: Any = None) -> dict[str, Any]:
                     stop_reason = f"early stopping (no improvement in {cfg.patience} evaluations)"
                     break
         else:
-            stop_reason = "max steps" if cfg.max_steps else "epochs done"
+            if budget_shortened:
+                stop_reason = "time budget"
+            else:
+                stop_reason = "max steps" if cfg.max_steps else "epochs done"
         if step > 0 and last_eval_step != step:  # stopped between evaluations (time budget): evaluate the end
             do_eval()
             save_state()
+    except KeyboardInterrupt:
+        say(f"interrupted at step {step}: saving train_state/ (continue with --resume)")
+        write_log({"event": "interrupted", "step": step})
+        save_state()
+        raise
     finally:
         if progress is not None:
             progress.stop()

@@ -181,6 +181,11 @@ class CircuitBreaker:
 
 # ------------------------------------------------------------------------------------------ client
 
+def from_settings(settings: Settings) -> "TritonClient":
+    """`TritonClient.from_settings(settings)`."""
+    return TritonClient.from_settings(settings)
+
+
 def _status(exc: BaseException) -> str:
     """gRPC status name of a tritonclient exception ('StatusCode.UNAVAILABLE' -> 'UNAVAILABLE')."""
     from tritonclient.utils import InferenceServerException
@@ -205,11 +210,14 @@ class TritonClient:
 
     def __init__(
         self,
-        triton: TritonSettings | None = None,
+        triton: TritonSettings | Settings | None = None,
         models: ModelSettings | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if isinstance(triton, Settings):  # TritonClient(settings) works too
+            models = models or triton.models
+            triton = triton.triton
         self.triton = triton or TritonSettings()
         self.models = models or ModelSettings()
         self.breaker = CircuitBreaker(self.triton.breaker_failures, self.triton.breaker_reset_s, clock)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from typing import Optional
 
@@ -72,6 +73,14 @@ def run_worker(
     mport = settings.worker.metrics_port if metrics_port is None else metrics_port
     metrics.serve(mport, "127.0.0.1")
     worker = faust.Worker(faust_app, loglevel=loglevel, quiet=True)
+    prof_out = os.environ.get("DESCSTREAM_STREAMS_CPROFILE")  # diagnostics: cProfile dump at exit
+    if prof_out:
+        import atexit
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
+        atexit.register(lambda: (prof.disable(), prof.dump_stats(f"{prof_out}.{os.getpid()}")))
     sys.argv = sys.argv[:1]
     worker.execute_from_commandline()
 

@@ -355,6 +355,11 @@ async def run_loadgen(settings: Settings, cfg: LoadgenConfig) -> dict[str, Any]:
         report["machine"] = {}
     plots = write_plots(out, report, descs, t0)
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    with open(out / "records.jsonl", "wb") as fh:  # raw measurements, for ad-hoc analysis
+        for d in descs:
+            fh.write(orjson.dumps({"kind": "description", **d.__dict__}) + b"\n")
+        for r in st.requests:
+            fh.write(orjson.dumps({"kind": "request", **r.__dict__}) + b"\n")
     (out / "report.md").write_text(render_markdown(report, _machine_line(report["machine"]), plots))
     report["out"] = str(out)
     return report

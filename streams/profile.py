@@ -17,6 +17,7 @@ centroid bytes (~1 KB per user).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import struct
 from dataclasses import dataclass, field
@@ -155,13 +156,25 @@ class AudienceModel:
         self.vectors = audience_vectors or {}
         self._match_cache: dict[str, tuple[str, ...]] = {}
 
-    def matching(self, ck: str) -> tuple[str, ...]:
-        """Audiences with a *specific* (not "*") category rule matching the category key."""
+    def matching(self, ck: str) -> tuple[tuple[str, float], ...]:
+        """(audience, weight) for audiences with a *specific* (not "*") category rule matching the key.
+
+        The weight favours audiences for which the category is a primary one (earlier in their list)
+        and specialists (fewer categories): a tent viewer is an outdoor adventurer before being a
+        family shopper; headphone buyers are tech enthusiasts before style seekers.
+        """
         m = self._match_cache.get(ck)
         if m is None:
-            m = tuple(
-                n for n in self.names if "*" not in self.audiences[n].categories and self.audiences[n].matches(ck)
-            )
+            out = []
+            for n in self.names:
+                a = self.audiences[n]
+                if "*" in a.categories:
+                    continue
+                for idx, prefix in enumerate(a.categories):
+                    if dataclasses.replace(a, categories=(prefix,)).matches(ck):
+                        out.append((n, (1.0 / (1.0 + 0.5 * idx)) * (2.0 / math.sqrt(len(a.categories)))))
+                        break
+            m = tuple(out)
             self._match_cache[ck] = m
         return m
 
@@ -172,8 +185,8 @@ class AudienceModel:
         if total > 0:
             for ck, w in p.cats.items():
                 frac = w / total
-                for n in self.matching(ck):
-                    s[n] += frac
+                for n, weight in self.matching(ck):
+                    s[n] += frac * weight
         if p.pw > 0 and "value_seekers" in s:
             mean_logp = p.plog / p.pw  # log(25) ~ 3.2, log(100) ~ 4.6
             s["value_seekers"] += 0.8 * min(1.0, max(0.0, (math.log(60.0) - mean_logp) / math.log(4.0)))

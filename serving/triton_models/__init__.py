@@ -1,0 +1,1 @@
+"""Triton Python-backend model code; `serving/model_repository/<model>/<N>/model.py` shims import from here."""

