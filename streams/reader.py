@@ -48,20 +48,20 @@ def resolve(reply: list[Any], product_ids: Sequence[str]) -> tuple[str, dict[str
     out: dict[str, dict] = {}
     i = 1
     for pid in product_ids:
-        variant, default, seller, deleted, version = reply[i : i + 5]
-        i += 5
+        kind, payload, deleted, version = reply[i : i + 4]
+        i += 4
         if deleted == b"1":
             out[pid] = {"text": None, "audience": None, "model_version": None, "product_version": int(version), "source": "deleted"}
             continue
         rec = None
-        if audience != DEFAULT_AUDIENCE:
-            rec = _pick(variant, audience)
+        if kind == b"a":
+            rec = _pick(payload, audience)
+        elif kind == b"d":
+            rec = _pick(payload, DEFAULT_AUDIENCE)
         if rec is None:
-            rec = _pick(default, DEFAULT_AUDIENCE)
-        if rec is None:
-            if seller:
+            if kind == b"s" and payload:
                 rec = {
-                    "text": seller.decode(),
+                    "text": payload.decode(),
                     "audience": None,
                     "model_version": None,
                     "product_version": int(version) if version else None,

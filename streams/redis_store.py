@@ -136,7 +136,8 @@ return 1
 """
 
 # KEYS: user, then (desc, meta) per product. ARGV: none.
-# Returns {audience, then per product: variant_json|false, default_json|false, seller|false, del|false}
+# Returns {audience, then per product: kind, payload, del, version}; kind: a = audience variant, d = default,
+# s = seller text, x = nothing. Only records whose gate passed qualify (plain-text check on the JSON).
 READ = """
 local aud = redis.call('HGET', KEYS[1], 'audience')
 if not aud then aud = 'default' end
@@ -144,9 +145,18 @@ local out = {aud}
 local n = 2
 for i = 2, #KEYS, 2 do
   local d = redis.call('HMGET', KEYS[i], aud, 'default')
-  local m = redis.call('HMGET', KEYS[i + 1], 'seller', 'del', 'v')
-  out[n] = d[1]; out[n + 1] = d[2]; out[n + 2] = m[1]; out[n + 3] = m[2]; out[n + 4] = m[3]
-  n = n + 5
+  local m = redis.call('HMGET', KEYS[i + 1], 'del', 'v')
+  local kind, payload = 'x', false
+  if aud ~= 'default' and d[1] and string.find(d[1], '"passed":true', 1, true) then
+    kind, payload = 'a', d[1]
+  elseif d[2] and string.find(d[2], '"passed":true', 1, true) then
+    kind, payload = 'd', d[2]
+  elseif m[1] ~= '1' then
+    local seller = redis.call('HGET', KEYS[i + 1], 'seller')
+    if seller and seller ~= '' then kind, payload = 's', seller end
+  end
+  out[n] = kind; out[n + 1] = payload; out[n + 2] = m[1]; out[n + 3] = m[2]
+  n = n + 4
 end
 return out
 """
