@@ -5,6 +5,7 @@ Generator (`export_generator(run)`) -> `serving/model_repository/desc_generator/
   model_card.json      base model, method, hyper-parameters, metrics (the run's eval.json, if any),
                        data hash, git commit, the command that reproduces it, created time
   model.py             the Triton shim: imports `serving.triton_models.desc_generator.TritonPythonModel`
+  eval/                eval.md, eval.png, eval.json of the run (when `descstream eval` was run on it)
 Tagger (`export_tagger(run)`) -> `serving/model_repository/product_tagger/<N>/`:
   artifacts/adapter/ + artifacts/labels.json (+ a copy at <N>/labels.json), model_card.json, model.py
 
@@ -151,6 +152,13 @@ def export_generator(run: str | Path, repository: str | Path | None = None, name
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         (tmp / "model_card.json").write_text(json.dumps(card, indent=2, default=str))
+        for cand in (run / "eval", run):  # the side-by-side report, for people browsing the repository
+            if (cand / "eval.md").is_file():
+                (tmp / "eval").mkdir(exist_ok=True)
+                for fname in ("eval.md", "eval.png", "eval.json"):
+                    if (cand / fname).is_file():
+                        shutil.copy2(cand / fname, tmp / "eval" / fname)
+                break
 
     return _publish(model_dir, build, "desc_generator")
 

@@ -238,7 +238,8 @@ def save_best(model: Any, tokenizer: Any, out: Path, full: bool, base_ref: str) 
         tokenizer.save_pretrained(tmp)
     else:
         model.peft_config["default"].base_model_name_or_path = base_ref
-        model.save_pretrained(tmp, safe_serialization=True)
+        # embeddings are not adapted; skipping the check also avoids peft's hub lookup (no hub here)
+        model.save_pretrained(tmp, safe_serialization=True, save_embedding_layers=False)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -427,6 +428,7 @@ def train(cfg: TrainConfig, log: Any = None, on_step: Any = None) -> dict[str, A
     micro_per_epoch = math.ceil(len(train_enc) / cfg.batch_size)
     steps_per_epoch = max(1, math.ceil(micro_per_epoch / cfg.grad_accum))
     planned = cfg.max_steps if cfg.max_steps else max(1, math.ceil(steps_per_epoch * cfg.epochs))
+    config_planned = planned
     schedule = LRSchedule(min(cfg.warmup_steps, max(0, planned - 1)), planned, cfg.schedule, cfg.min_lr_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
@@ -585,17 +587,21 @@ def train(cfg: TrainConfig, log: Any = None, on_step: Any = None) -> dict[str, A
                     "epoch": step / steps_per_epoch,
                 }
             )
-            # shorten the schedule once when the time budget will end training first
-            if budget_s is not None and not horizon_adjusted and len(step_times) >= 5:
-                sps = sorted(step_times)[len(step_times) // 2]
+            # fit the LR horizon to the time budget: after 5 steps, then at every evaluation (the s/step of a
+            # shared CPU drifts), never beyond the configured steps; the LR then still decays to its floor
+            if budget_s is not None and len(step_times) >= 5 and (not horizon_adjusted or step % cfg.eval_every == 0):
+                recent = sorted(step_times[-20:])
+                sps = recent[len(recent) // 2]
                 eval_cost = (len(val_enc) / max(1, cfg.batch_size)) * sps / 3 / max(1, cfg.eval_every)
                 reachable = step + int((budget_s - elapsed) / (sps + eval_cost))
-                if reachable < planned:
-                    write_log({"event": "horizon", "step": step, "planned": planned, "reachable": reachable, "s_per_step": sps})
-                    say(f"time budget: ~{reachable} of {planned} steps reachable at {sps:.2f} s/step; LR schedule shortened")
-                    planned = max(step + 1, reachable)
+                new_planned = max(step + 1, min(config_planned, reachable))
+                if new_planned != planned:
+                    write_log({"event": "horizon", "step": step, "planned": planned, "new_planned": new_planned, "s_per_step": sps})
+                    if not horizon_adjusted:
+                        say(f"time budget: ~{reachable} of {config_planned} steps reachable at {sps:.2f} s/step; LR schedule fitted")
+                    planned = new_planned
                     schedule.total = planned
-                    budget_shortened = True
+                    budget_shortened = planned < config_planned
                     if progress is not None:
                         progress.update(task, total=planned)
                 horizon_adjusted = True

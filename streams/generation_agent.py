@@ -1,26 +1,37 @@
 """Generation agent: generation requests -> generator (Triton) -> faithfulness gate -> Redis + `descriptions`.
 
 Requests (key = product id, so one product always lands on the same partition and worker) are JSON:
-``{"product_id", "version", "audiences": [...], "reason": "product_change"|"audience_switch", "priority"}``.
-The agent always writes for the product's *current* facts (Redis product meta), so a backlog of old
-versions collapses into one job per (product, audience).
+``{"product_id", "version", "audiences": [...], "reason": "product_change"|"audience_switch"|"retry",
+"priority", "attempt": 0, "not_before_ms": 0}``. The agent always writes for the product's *current* facts
+(Redis product meta), so a backlog of old versions collapses into one job per (product, audience).
 
 Per micro-batch (`stream.take_events(batch_size, within=batch_timeout_s)`):
-1. coalesce duplicate jobs (same product + audience; the product's current version and the model
-   version make them identical work),
-2. skip what Redis already holds (a record for the current facts version, from the current model, or a
-   gate-failure fallback from it), deleted products and audiences irrelevant for the category,
-3. order by priority (fresh product changes first, then hot/recent products of switched users),
-4. call the generator in chunks of `batch_size`; failures are retried with exponential backoff
-   (`triton.max_retries`, `triton.backoff_s`); a persistent failure publishes the faithful fallback with
-   the reason recorded in `gate.reasons` and model_version "none" (so a later request retries it),
-5. gate every text; a failed text is replaced by `fallback_text` (reasons recorded, counted),
-6. CAS-write to Redis (Lua) and publish the written records to `descriptions`, awaiting the broker ack.
+1. split off *parked* retries (``not_before_ms`` in the future); if nothing else is due, wait (at most
+   `PARK_MAX_S`) for the earliest one; parked requests still not due are re-sent unchanged,
+2. coalesce duplicate jobs (same product + audience; the product's current version and the model
+   version make them identical work; the lowest attempt count wins),
+3. skip what Redis already holds (a record for the current facts version, from the current model, or a
+   gate-rejection fallback from it), deleted products and audiences irrelevant for the category,
+4. order by priority (fresh product changes first, then hot/recent products of switched users),
+5. call the generator in chunks of `batch_size` (the Triton client retries transport errors itself),
+6. gate every text; a rejected text is replaced by `fallback_text` (reasons recorded, counted). That
+   fallback is *final* for this product version + model version (it carries the model version, so step 3
+   skips it): a deterministic model would write the same text again,
+7. a *generation failure* (Triton down, breaker open, timeout) publishes the faithful fallback at once
+   (model_version "none", reason recorded) so shoppers never see nothing, and schedules a retry: the
+   request is re-enqueued on this topic with ``attempt + 1`` and ``not_before_ms`` = now + backoff
+   (`retry_base_s * 2**attempt`, capped at `retry_max_s`, never before an open breaker's reset). When a
+   retry succeeds, the generated text replaces the fallback (the CAS ranks generated above fallback at
+   the same stamp). After `max_attempts` attempts the fallback stays, counted as `gave_up`, until the
+   next request for that product (a product change or an audience switch). A non-retryable error
+   (the request itself is bad) is not retried,
+8. CAS-write to Redis (Lua), publish the written records to `descriptions` and the retries to this topic,
+   awaiting the broker acks.
 
 Offsets: Faust acknowledges the events of a `take_events` batch only when the agent asks for the next
 batch (the `finally` after `yield` in `Stream.take_events`). Everything above is awaited inside the loop
 body, so by the time the next `take` returns, the Redis pipeline has returned (acknowledged) and the
-`descriptions` sends are acked; a crash before that replays the batch, and replays are absorbed by
+`descriptions` and retry sends are acked; a crash before that replays the batch, and replays are absorbed by
 the skip step and the CAS. Nothing is dropped silently: each job ends in exactly one counted outcome.
 """
 
@@ -31,7 +42,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import faust
 import orjson
@@ -40,12 +51,22 @@ from descstream.config import Settings
 from descstream.schemas import DescriptionRecord, GateVerdict, ProductUpsert, encode
 
 from . import metrics
-from .services import Services, circuit_open_error, is_result, make_request
+from .services import CircuitOpenError, Services, is_result, make_request
 from .validation import dead_letter, event_coords
 
 log = logging.getLogger(__name__)
 
 NO_MODEL = "none"
+MAX_ATTEMPTS = 6  # generation attempts per (product, audience) before the fallback is final
+RETRY_BASE_S = 2.0  # first retry after 2 s, then 4, 8, 16, 32 (capped at RETRY_MAX_S)
+RETRY_MAX_S = 60.0
+PARK_MAX_S = 1.0  # how long one batch of only not-yet-due retries waits before re-sending them
+
+Enqueue = Callable[[list[dict]], Awaitable[None]]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 @dataclass
@@ -54,6 +75,7 @@ class Job:
     audience: str
     priority: float
     reason: str
+    attempt: int = 0
     product: ProductUpsert | None = None
     version: int = 0
 
@@ -62,44 +84,76 @@ def coalesce(requests: list[dict]) -> dict[tuple[str, str], Job]:
     jobs: dict[tuple[str, str], Job] = {}
     for req in requests:
         pid = req["product_id"]
+        prio = float(req.get("priority", 0.0))
+        attempt = int(req.get("attempt", 0) or 0)
         for aud in req.get("audiences") or ():
             key = (pid, aud)
-            prio = float(req.get("priority", 0.0))
             job = jobs.get(key)
             if job is None:
-                jobs[key] = Job(pid, aud, prio, str(req.get("reason", "")))
+                jobs[key] = Job(pid, aud, prio, str(req.get("reason", "")), attempt)
             else:
                 metrics.GEN_REQUESTS.labels(outcome="coalesced").inc()
                 if prio > job.priority:
                     job.priority, job.reason = prio, str(req.get("reason", ""))
+                job.attempt = min(job.attempt, attempt)  # fresh news resets the retry budget
     return jobs
 
 
-class GenerationWorker:
-    """The batch logic, separate from Faust so it can be unit-tested and benchmarked."""
+def split_due(requests: list[dict], at_ms: int) -> tuple[list[dict], list[dict]]:
+    due, parked = [], []
+    for r in requests:
+        (parked if (r.get("not_before_ms") or 0) > at_ms else due).append(r)
+    return due, parked
 
-    def __init__(self, settings: Settings, services: Services):
+
+class GenerationWorker:
+    """The batch logic, separate from Faust so it can be unit-tested and benchmarked.
+
+    `enqueue(requests)` sends generation requests back to the generation-requests topic (retries and
+    parked requests) and returns once the broker acknowledged them; without one they collect in `outbox`.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        services: Services,
+        enqueue: Enqueue | None = None,
+        *,
+        max_attempts: int = MAX_ATTEMPTS,
+        retry_base_s: float = RETRY_BASE_S,
+        retry_max_s: float = RETRY_MAX_S,
+        park_max_s: float = PARK_MAX_S,
+    ):
         self.settings = settings
         self.services = services
         self.model_version: str | None = getattr(services.generator, "model_version", None)
-        self.circuit_open = circuit_open_error()
+        self.outbox: list[dict] = []
+        self.enqueue: Enqueue = enqueue or self._to_outbox
+        self.max_attempts = max(1, max_attempts)
+        self.retry_base_s = retry_base_s
+        self.retry_max_s = retry_max_s
+        self.park_max_s = park_max_s
+
+    async def _to_outbox(self, requests: list[dict]) -> None:
+        self.outbox.extend(requests)
+
+    def retry_delay_s(self, attempt: int, retry_after_s: float = 0.0) -> float:
+        """Backoff before attempt `attempt + 1` (attempt counts from 0)."""
+        return max(retry_after_s, min(self.retry_max_s, self.retry_base_s * (2**attempt)))
 
     async def plan(self, jobs: dict[tuple[str, str], Job]) -> list[Job]:
         """Resolve current facts, drop what needs no work, order by priority."""
         store = self.services.store
         pids = sorted({pid for pid, _ in jobs})
         metas = dict(zip(pids, await store.get_meta_many(pids)))
-        todo: list[Job] = []
+        gate = self.services.gate
+        todo: list[tuple[Job, int]] = []
         for (pid, aud), job in jobs.items():
             meta = metas.get(pid)
-            if meta is None or meta.facts is None:
+            if meta is None or meta.facts is None or meta.deleted:
                 outcome = "deleted" if (meta is not None and meta.deleted) else "unknown_product"
                 metrics.GEN_REQUESTS.labels(outcome=outcome).inc()
                 continue
-            if meta.deleted:
-                metrics.GEN_REQUESTS.labels(outcome="deleted").inc()
-                continue
-            gate = self.services.gate
             try:
                 audience = gate.audience(aud)
             except KeyError:
@@ -113,10 +167,10 @@ class GenerationWorker:
                 product = product.model_copy(update={"category": meta.category})
             job.product = product
             job.version = meta.version
-            todo.append((job, meta.facts_version))  # type: ignore[arg-type]
-        stored = await store.stored_versions([(j.product_id, j.audience) for j, _ in todo])  # type: ignore[misc]
+            todo.append((job, meta.facts_version))
+        stored = await store.stored_versions([(j.product_id, j.audience) for j, _ in todo])
         out: list[Job] = []
-        for (job, fv), st in zip(todo, stored):  # type: ignore[misc]
+        for (job, fv), st in zip(todo, stored):
             if st is not None:
                 pv, mv, _src = st
                 if pv >= fv and mv != NO_MODEL and (self.model_version is None or mv == self.model_version):
@@ -127,11 +181,14 @@ class GenerationWorker:
         return out
 
     async def _generate(self, jobs: list[Job]) -> list[Any]:
+        """One generator call; a whole-call failure becomes that exception for every job."""
         reqs = [make_request(j.product, j.audience, self.settings) for j in jobs]  # type: ignore[arg-type]
         t0 = time.perf_counter()
         try:
-            res = await self.services.generator.generate(reqs)
-        except self.circuit_open as exc:
+            res = list(await self.services.generator.generate(reqs))
+            if len(res) != len(jobs):
+                raise RuntimeError(f"generator returned {len(res)} results for {len(jobs)} requests")
+        except CircuitOpenError as exc:
             metrics.GEN_FAILURES.labels(kind="circuit_open").inc()
             res = [exc] * len(jobs)
         except Exception as exc:
@@ -140,26 +197,7 @@ class GenerationWorker:
         finally:
             metrics.TRITON_LATENCY.labels(call="generate").observe(time.perf_counter() - t0)
         metrics.GENERATED.inc(len(jobs))
-        return list(res)
-
-    async def generate_with_retries(self, jobs: list[Job]) -> list[Any]:
-        results: list[Any] = [None] * len(jobs)
-        pending = list(range(len(jobs)))
-        t = self.settings.triton
-        for attempt in range(t.max_retries + 1):
-            if attempt:
-                await asyncio.sleep(t.backoff_s * (2 ** (attempt - 1)))
-                metrics.GEN_FAILURES.labels(kind="retry").inc(len(pending))
-            res = await self._generate([jobs[i] for i in pending])
-            still = []
-            for i, r in zip(pending, res):
-                results[i] = r
-                if not is_result(r) and getattr(r, "retryable", True):
-                    still.append(i)
-            pending = still
-            if not pending:
-                break
-        return results
+        return res
 
     def _fallback(self, product: ProductUpsert, audience: str) -> str:
         try:
@@ -168,16 +206,19 @@ class GenerationWorker:
             log.warning("fallback_text failed for %s/%s: %s", product.product_id, audience, exc)
             return product.description or product.title
 
-    def build_records(self, jobs: list[Job], results: list[Any]) -> list[DescriptionRecord]:
+    def build_records(self, jobs: list[Job], results: list[Any]) -> tuple[list[DescriptionRecord], list[dict]]:
+        """Gate results into records; returns (records, retry requests for failed generations)."""
         gate = self.services.gate
         now = datetime.now(timezone.utc)
+        at_ms = now_ms()
         records = []
+        retries: list[dict] = []
         for job, r in zip(jobs, results):
             product = job.product
             assert product is not None
             aud = job.audience
             if is_result(r):
-                mv = getattr(r, "model_version", None) or "unknown"
+                mv = r.model_version or "unknown"
                 self.model_version = mv
                 try:
                     verdict = gate.check(product, aud, r.text)
@@ -196,10 +237,25 @@ class GenerationWorker:
                     )
             else:
                 mv = NO_MODEL
-                reason = getattr(r, "message", None) or repr(r)
+                message = str(getattr(r, "message", None) or r or repr(r))[:200]
+                retryable = bool(getattr(r, "retryable", True))
+                attempt = job.attempt + 1  # attempts made so far
+                if not retryable:
+                    note = "not retryable"
+                    metrics.GEN_REQUESTS.labels(outcome="generation_failed_permanent").inc()
+                elif attempt >= self.max_attempts:
+                    note = f"gave up after {attempt} attempts"
+                    metrics.GEN_REQUESTS.labels(outcome="gave_up").inc()
+                else:
+                    delay = self.retry_delay_s(job.attempt, float(getattr(r, "retry_after_s", 0.0) or 0.0))
+                    note = f"attempt {attempt}/{self.max_attempts}, retry in {delay:.1f}s"
+                    metrics.GEN_REQUESTS.labels(outcome="retry_scheduled").inc()
+                    retries.append({
+                        "product_id": job.product_id, "version": job.version, "audiences": [aud], "reason": "retry",
+                        "priority": job.priority, "attempt": attempt, "not_before_ms": at_ms + int(delay * 1000),
+                    })
                 text, source = self._fallback(product, aud), "fallback"
-                verdict = GateVerdict(passed=True, reasons=(f"fallback: generation failed: {str(reason)[:200]}",))
-                metrics.GEN_REQUESTS.labels(outcome="generation_failed").inc()
+                verdict = GateVerdict(passed=True, reasons=(f"fallback: generation failed ({note}): {message}",))
             records.append(
                 DescriptionRecord(
                     product_id=job.product_id,
@@ -213,17 +269,22 @@ class GenerationWorker:
                     gate=verdict,
                 )
             )
-        return records
+        return records, retries
 
     async def process(self, requests: list[dict]) -> list[DescriptionRecord]:
-        """Coalesce, plan, generate, gate and CAS-write; returns the records Redis accepted."""
+        """Coalesce, plan, generate, gate and CAS-write due requests; returns the records Redis accepted.
+
+        Retries of failed generations are handed to `enqueue` (awaited) before this returns.
+        """
         jobs = await self.plan(coalesce(requests))
         written: list[DescriptionRecord] = []
+        retries: list[dict] = []
         bs = self.settings.worker.batch_size
         for i in range(0, len(jobs), bs):
             chunk = jobs[i : i + bs]
-            results = await self.generate_with_retries(chunk)
-            records = self.build_records(chunk, results)
+            results = await self._generate(chunk)
+            records, again = self.build_records(chunk, results)
+            retries += again
             codes = await self.services.store.publish_codes(records)
             for rec, code in zip(records, codes):
                 result = {1: "written", 0: "not_newer", -1: "deleted", -2: "stale"}.get(code, "other")
@@ -232,18 +293,48 @@ class GenerationWorker:
                 if code == 1:
                     metrics.PUBLISHED.labels(source=rec.source).inc()
                     written.append(rec)
+        if retries:
+            await self.enqueue(retries)
+        return written
+
+    async def handle(self, requests: list[dict]) -> list[DescriptionRecord]:
+        """One batch from the topic: process what is due, re-send parked retries that are not (yet).
+
+        If the batch holds only parked retries, wait for the earliest (at most `park_max_s`) instead
+        of cycling them through the broker in a tight loop.
+        """
+        due, parked = split_due(requests, now_ms())
+        if parked and not due:
+            earliest = min(int(r["not_before_ms"]) for r in parked)
+            wait_s = min(self.park_max_s, max(0.0, (earliest - now_ms()) / 1000))
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
+            due, parked = split_due(parked, now_ms())
+        written = await self.process(due) if due else []
+        if parked:
+            metrics.GEN_REQUESTS.labels(outcome="parked").inc(len(parked))
+            await self.enqueue(parked)
         return written
 
 
 def register(app: faust.App, settings: Settings, services: Services) -> None:
-    worker = GenerationWorker(settings, services)
+    async def enqueue(requests: list[dict]) -> None:
+        futs = [
+            await app.gen_topic.send(key=r["product_id"].encode(), value=orjson.dumps(r))  # type: ignore[attr-defined]
+            for r in requests
+        ]
+        for fut in futs:  # acked before the batch's offsets can be committed
+            await fut
+
+    worker = GenerationWorker(settings, services, enqueue)
     app.generation_worker = worker  # type: ignore[attr-defined]
     events_in = metrics.EVENTS_IN.labels(topic=settings.topics.generation_requests)
+    batch_hist = metrics.BATCH_SIZE.labels(agent="generation")
 
     @app.agent(app.gen_topic, name="descstream-generation")  # type: ignore[attr-defined]
     async def generation(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.worker.batch_size, within=settings.worker.batch_timeout_s):
-            metrics.BATCH_SIZE.labels(agent="generation").observe(len(events))
+            batch_hist.observe(len(events))
             requests = []
             for event in events:
                 events_in.inc()
@@ -256,7 +347,7 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
                     topic, part, off, key = event_coords(event)
                     dl = dead_letter(topic=topic, partition=part, offset=off, key=key, value=event.value, reason=f"bad generation request: {exc}")
                     await app.dlq_topic.send(key=key, value=encode(dl))  # type: ignore[attr-defined]
-            written = await worker.process(requests)
+            written = await worker.handle(requests)
             futs = [
                 await app.desc_topic.send(key=rec.product_id.encode(), value=encode(rec))  # type: ignore[attr-defined]
                 for rec in written

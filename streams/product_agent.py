@@ -40,22 +40,9 @@ def _embed_text(p: ProductUpsert) -> str:
     return " | ".join(x for x in (p.title, p.category or "", p.brand or "", p.description[:500]) if x)
 
 
-def _tag_label(row: Any) -> str | None:
-    """First label of a `tag()` row, whatever its shape (str, (label, score), {"label": ...})."""
-    if row is None:
-        return None
-    if isinstance(row, (list, tuple)) and row and not isinstance(row, str):
-        first = row[0]
-        if isinstance(first, (list, tuple)):
-            return str(first[0])
-        if isinstance(first, dict):
-            return str(first.get("label") or first.get("category"))
-        if isinstance(row, tuple) and len(row) == 2 and isinstance(row[1], float):
-            return str(row[0])
-        return str(first)
-    if isinstance(row, dict):
-        return str(row.get("label") or row.get("category"))
-    return str(row)
+def _tag_label(row: list[tuple[str, float]]) -> str | None:
+    """Best label of one `TritonClient.tag()` row (`[(label, score), ...]`, best first)."""
+    return str(row[0][0]) if row and row[0] and row[0][0] else None
 
 
 def register(app: faust.App, settings: Settings, services: Services) -> None:

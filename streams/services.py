@@ -1,7 +1,10 @@
-"""What the agents call out to: the generator/embedder (Triton in production), the gate, Redis.
+"""What the agents call out to: the generator/embedder/tagger (Triton), the faithfulness gate, Redis.
 
-The streams code only needs these duck-typed protocols, so tests and the benchmark can inject a
-deterministic in-process generator (`FakeGenerator`) while production uses `serving.client` (Triton).
+Production uses `serving.client.TritonClient` (built with `TritonClient.from_settings(settings)`) and
+`models.gate` (one gate: the same `check`/`fallback_text` everywhere). `FakeGenerator` is a test double:
+a deterministic in-process generator/embedder/tagger for logic tests, the benchmark and
+`--generator fake`; it speaks the real client's types (`GenerationRequest` in, `GenerationResult` /
+`GenerationError` out).
 """
 
 from __future__ import annotations
@@ -15,174 +18,123 @@ import numpy as np
 
 from descstream.config import Settings
 from descstream.schemas import GateVerdict, ProductUpsert
+from models import gate as gate_mod
+from models.audiences import Audience, get_audience
+from serving.client import (
+    CircuitOpenError,
+    GenerationError,
+    GenerationRequest,
+    GenerationResult,
+    TritonClient,
+)
 
 from .redis_store import RedisStore
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "CircuitOpenError", "Embedder", "FakeGenerator", "Gate", "GenerationError", "GenerationRequest",
+    "GenerationResult", "Generator", "Services", "build_triton_client", "is_result", "make_request",
+]
+
 
 class Generator(Protocol):
-    async def generate(self, requests: list[Any]) -> list[Any]: ...
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult | GenerationError]: ...
 
 
 class Embedder(Protocol):
-    async def embed(self, texts: list[str]) -> np.ndarray: ...
-    async def tag(self, texts: list[str], top_k: int) -> list[Any]: ...
+    async def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+    async def tag(self, texts: Sequence[str], top_k: int = 3) -> list[list[tuple[str, float]]]: ...
 
 
-@dataclass
-class GenRequest:
-    """Same fields as `serving.client.GenerationRequest` (used when that module is unavailable)."""
-
-    product: ProductUpsert
-    audience: str
-    max_new_tokens: int
-    temperature: float
-    seed: int
-
-
-@dataclass
-class GenResult:
-    text: str
-    prompt_tokens: int = 0
-    generated_tokens: int = 0
-    model_version: str = "fake-1"
-
-
-@dataclass
-class GenError:
-    message: str
-    code: str = "FAKE"
-    retryable: bool = True
-
-
-def make_request(product: ProductUpsert, audience: str, settings: Settings) -> Any:
-    try:
-        from serving.client import GenerationRequest  # type: ignore
-
-        return GenerationRequest(
-            product=product,
-            audience=audience,
-            max_new_tokens=settings.models.max_new_tokens,
-            temperature=settings.models.temperature,
-            seed=settings.models.seed,
-        )
-    except ImportError:
-        return GenRequest(product, audience, settings.models.max_new_tokens, settings.models.temperature, settings.models.seed)
+def make_request(product: ProductUpsert, audience: str, settings: Settings) -> GenerationRequest:
+    m = settings.models
+    return GenerationRequest(
+        product=product, audience=audience, max_new_tokens=m.max_new_tokens, temperature=m.temperature, seed=m.seed,
+    )
 
 
 def is_result(r: Any) -> bool:
-    return r is not None and not isinstance(r, BaseException) and isinstance(getattr(r, "text", None), str)
+    return isinstance(r, GenerationResult)
 
 
 class FakeGenerator:
-    """Deterministic, faithful, in-process writer (tests, benchmark, demo without Triton).
+    """Deterministic, faithful, in-process writer (test double: logic tests, benchmark, `--generator fake`).
 
-    `fail_products` makes every request for those product ids fail (to test retries/fallbacks).
+    `fail_products`: every request for those product ids fails (retryable, like Triton being down for them).
+    `fail_times`: product id -> how many more calls fail before it succeeds (transient outage).
+    `unfaithful_products`: the text invents facts (the gate must reject it).
     """
 
     model_version = "fake-1"
 
-    def __init__(self, fail_products: Sequence[str] = (), unfaithful_products: Sequence[str] = ()):
+    def __init__(
+        self,
+        fail_products: Sequence[str] = (),
+        unfaithful_products: Sequence[str] = (),
+        fail_times: dict[str, int] | None = None,
+    ):
         self.calls = 0
         self.texts = 0
         self.fail = set(fail_products)
+        self.fail_times = dict(fail_times or {})
         self.unfaithful = set(unfaithful_products)
 
-    async def generate(self, requests: list[Any]) -> list[Any]:
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult | GenerationError]:
         self.calls += 1
         self.texts += len(requests)
-        out: list[Any] = []
+        out: list[GenerationResult | GenerationError] = []
         for r in requests:
-            p: ProductUpsert = r.product
+            p = r.product
+            left = self.fail_times.get(p.product_id, 0)
+            if left > 0:
+                self.fail_times[p.product_id] = left - 1
+                out.append(GenerationError("injected transient failure", "UNAVAILABLE", True))
+                continue
             if p.product_id in self.fail:
-                out.append(GenError("injected failure"))
+                out.append(GenerationError("injected failure", "UNAVAILABLE", True))
                 continue
             if p.product_id in self.unfaithful:
-                out.append(GenResult(text=f"{p.title} by {p.brand}, now 90% off and made of pure gold, a great pick for every trip.", model_version=self.model_version))
+                text = f"{p.title} by {p.brand}, now 90% off and made of pure gold, a great pick for every trip."
+                out.append(GenerationResult(text, 0, 0, self.model_version))
                 continue
             facts = ", ".join(f"{k}: {v}" for k, v in list(p.attributes.items())[:4])
             brand = f" by {p.brand}" if p.brand else ""
             text = f"[{r.audience}] {p.title}{brand}." + (f" {facts}." if facts else "") + " See the product details for more."
-            out.append(GenResult(text=text, model_version=self.model_version))
+            out.append(GenerationResult(text, 0, 0, self.model_version))
         return out
 
-    async def embed(self, texts: list[str]) -> np.ndarray:
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), 384), dtype=np.float32)
         for i, t in enumerate(texts):
             seed = int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "big")
             out[i] = np.random.default_rng(seed).standard_normal(384)
         return out
 
-    async def tag(self, texts: list[str], top_k: int = 1) -> list[list[tuple[str, float]]]:
+    async def tag(self, texts: Sequence[str], top_k: int = 3) -> list[list[tuple[str, float]]]:
         return [[("Home > Misc", 1.0)] for _ in texts]
 
 
-def _fallback_gate_check(product: ProductUpsert, audience: Any, text: str) -> GateVerdict:
-    """Minimal numeric-claims check used only while `models.gate` is unavailable."""
-    import re
-
-    facts = " ".join([product.title, product.brand or "", str(product.price or ""), *map(str, product.attributes.values())]).lower()
-    bad = [n for n in re.findall(r"\d+(?:\.\d+)?", text) if n not in facts]
-    if "%" in text or bad:
-        return GateVerdict(passed=False, reasons=("unsupported_number",))
-    return GateVerdict(passed=True)
-
-
-def _fallback_text(product: ProductUpsert, audience: Any) -> str:
-    parts = [product.title + (f" by {product.brand}" if product.brand else "") + "."]
-    if product.attributes:
-        parts.append("; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in product.attributes.items()) + ".")
-    return " ".join(parts)
-
-
-@dataclass
+@dataclass(frozen=True)
 class Gate:
-    check: Callable[[ProductUpsert, Any, str], GateVerdict]
-    fallback_text: Callable[[ProductUpsert, Any], str]
-    audience: Callable[[str], Any]
+    """The faithfulness gate (`models.gate`) and audience lookup, injectable for tests.
+
+    `check(product, audience_name, text)`, `fallback_text(product, audience_name)`, `audience(name)`
+    (KeyError for an unknown audience).
+    """
+
+    check: Callable[[ProductUpsert, str, str], GateVerdict] = gate_mod.check
+    fallback_text: Callable[[ProductUpsert, str], str] = gate_mod.fallback_text
+    audience: Callable[[str], Audience] = get_audience
 
     @classmethod
     def load(cls) -> "Gate":
-        from models.audiences import load_audiences
-
-        auds = load_audiences()
-        try:
-            from models import gate  # type: ignore
-
-            return cls(gate.check, gate.fallback_text, auds.__getitem__)
-        except ImportError:
-            log.warning("models.gate not available: using the minimal built-in gate")
-            return cls(_fallback_gate_check, _fallback_text, auds.__getitem__)
+        return cls(gate_mod.check, gate_mod.fallback_text, get_audience)
 
 
-def build_triton_client(settings: Settings) -> Any:
-    """The production generator/embedder: `serving.client` built from Settings."""
-    from serving import client as sc  # type: ignore
-
-    for name in ("from_settings", "build_client", "make_client", "create_client"):
-        fn = getattr(sc, name, None)
-        if callable(fn):
-            return fn(settings)
-    for name in ("TritonClient", "Client", "AsyncTritonClient"):
-        cls = getattr(sc, name, None)
-        if cls is not None:
-            if hasattr(cls, "from_settings"):
-                return cls.from_settings(settings)
-            return cls(settings)
-    raise RuntimeError("serving.client exposes no known client factory")
-
-
-def circuit_open_error() -> type[BaseException]:
-    try:
-        from serving.client import CircuitOpenError  # type: ignore
-
-        return CircuitOpenError
-    except ImportError:
-        class _Never(Exception):
-            pass
-
-        return _Never
+def build_triton_client(settings: Settings) -> TritonClient:
+    """The production generator/embedder/tagger."""
+    return TritonClient.from_settings(settings)
 
 
 @dataclass
@@ -199,5 +151,7 @@ class Services:
         if generator == "fake":
             g = FakeGenerator()
             return cls(settings, store, g, g)
+        if generator != "triton":
+            raise ValueError(f"unknown generator {generator!r} (triton or fake)")
         client = build_triton_client(settings)
         return cls(settings, store, client, client)

@@ -182,9 +182,10 @@ class Worker:
             return ""
 
     def crash_lines(self) -> list[str]:
-        """Agent crashes / unhandled exceptions the worker logged (Faust restarts crashed agents)."""
+        """Agent crashes and worker crashes the worker logged (Faust's supervisor restarts crashed agents,
+        but a crashed agent is a crash: its batch is abandoned)."""
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return [ln for ln in text.splitlines() if re.search(r"crashed|Traceback|CRITICAL|Agent error", ln)]
+        return [ln[:300] for ln in text.splitlines() if re.search(r"Crashed reason=|We experienced a crash", ln)]
 
 
 # ------------------------------------------------------------------------------------------ load
@@ -383,13 +384,20 @@ def verify(settings: Settings, expected: dict[str, Expected]) -> Verdict:
     return v
 
 
-async def drain(settings: Settings, expected: dict[str, Expected], timeout: float) -> tuple[Verdict, float]:
-    """Wait until every expected description is present at its newest version (or `timeout`)."""
+async def drain(settings: Settings, expected: dict[str, Expected], timeout: float, stall_s: float = 45.0) -> tuple[Verdict, float]:
+    """Wait until every expected description is present at its newest version, `timeout` passes, or
+    nothing changes for `stall_s` (a hung worker: no point waiting for the full timeout)."""
     t0 = time.monotonic()
     v = await asyncio.to_thread(verify, settings, expected)
+    last, last_change = (v.found, v.stale, v.records), time.monotonic()
     while not (v.lost == 0 and v.stale == 0) and time.monotonic() - t0 < timeout:
         await asyncio.sleep(1.0)
         v = await asyncio.to_thread(verify, settings, expected)
+        now = (v.found, v.stale, v.records)
+        if now != last:
+            last, last_change = now, time.monotonic()
+        elif time.monotonic() - last_change > stall_s:
+            break
     return v, time.monotonic() - t0
 
 
@@ -424,6 +432,25 @@ async def wait_ready(settings: Settings, worker: Worker, timeout: float = 90.0) 
         await r.aclose()
 
 
+def metric(settings: Settings, name: str, **labels: str) -> float | None:
+    """Sum of a worker metric (Prometheus text from the worker's metrics port); None if unreachable."""
+    import urllib.request
+
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{settings.worker.metrics_port}/metrics", timeout=3).read().decode()
+    except OSError:
+        return None
+    total = 0.0
+    for line in text.splitlines():
+        m = re.match(rf"{re.escape(name)}(?:\{{(.*)\}})? (\S+)$", line)
+        if not m:
+            continue
+        lab = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1) or ""))
+        if all(lab.get(k) == v for k, v in labels.items()):
+            total += float(m.group(2))
+    return total
+
+
 # ------------------------------------------------------------------------------------------ scenarios
 @dataclass
 class FaultResult:
@@ -442,7 +469,7 @@ class FaultResult:
             "detail": self.detail}
 
 
-async def _scenario(stack: LocalStack, run_dir: Path, name: str, seed: int, d: Durations, fault) -> FaultResult:
+async def _scenario(stack: LocalStack, run_dir: Path, name: str, seed: int, d: Durations, fault, after_drain=None) -> FaultResult:
     """Common shape: worker up -> load -> warmup -> fault(...) -> recovery load -> stop load -> drain -> verify."""
     from streams.cli import _create_topics
 
@@ -460,6 +487,14 @@ async def _scenario(stack: LocalStack, run_dir: Path, name: str, seed: int, d: D
         await asyncio.sleep(d.recovery_load)
         await load.stop()
         verdict, drained = await drain(settings, load.expected, d.drain_timeout)
+        if after_drain is not None:
+            strict = verdict
+            detail.update(await after_drain(settings, worker, load) or {})
+            verdict = await asyncio.to_thread(verify, settings, load.expected)
+            if detail.get("worker_restarted_to_recover"):
+                # a recovery that needed an operator's restart does not count as "no update lost"
+                detail["missing_before_worker_restart"] = strict.missing[:10]
+                verdict = strict
         alive = worker.alive()
         detail.update(
             drain_s=round(drained, 1), worker_alive_at_end=alive, fallback_model_none=verdict.fallback_no_model,
@@ -468,7 +503,7 @@ async def _scenario(stack: LocalStack, run_dir: Path, name: str, seed: int, d: D
             behaviour_sent=load.stats.behaviour_sent, send_failures=load.stats.send_failures,
             agent_crash_log_lines=worker.crash_lines()[:10],
         )
-        crashes = (0 if alive else 1) + worker.unexpected_exits
+        crashes = (0 if alive else 1) + worker.unexpected_exits + len(worker.crash_lines())
         return FaultResult(name, round(load.stats.rate, 1), verdict.expected, verdict.found, verdict.stale,
                            verdict.lost, load.stats.products_sent + load.stats.behaviour_sent, crashes, detail)
     finally:
@@ -498,9 +533,27 @@ async def scenario_triton_down(stack: LocalStack, run_dir: Path, d: Durations, s
         t1 = time.monotonic()
         await asyncio.to_thread(stack.up)
         return {"triton_down_s": round(time.monotonic() - t0, 1), "triton_restart_s": round(time.monotonic() - t1, 1),
-                "worker_alive_during_outage": alive_during}
+                "worker_alive_during_outage": alive_during,
+                "fallbacks_during_outage": metric(settings, "descstream_descriptions_published_total", source="fallback")}
 
-    return await _scenario(stack, run_dir, "triton_down", seed, d, fault)
+    async def after_drain(settings, worker: Worker, load):
+        # Documented (streams/generation_agent.py): a generation failure publishes the fallback at once
+        # (model_version "none") and re-enqueues a retry with backoff; a successful retry replaces it;
+        # after max_attempts it stays until the next request. Wait for the retries to land.
+        t0 = time.monotonic()
+        v = await asyncio.to_thread(verify, settings, load.expected)
+        while v.fallback_no_model and time.monotonic() - t0 < d.drain_timeout:
+            await asyncio.sleep(1.0)
+            v = await asyncio.to_thread(verify, settings, load.expected)
+        return {
+            "none_fallbacks_left": v.fallback_no_model,
+            "none_replaced_within_s": round(time.monotonic() - t0, 1),
+            "retries_scheduled": metric(settings, "descstream_generation_requests_total", outcome="retry_scheduled"),
+            "gave_up": metric(settings, "descstream_generation_requests_total", outcome="gave_up"),
+            "circuit_open_calls": metric(settings, "descstream_generator_failures_total", kind="circuit_open"),
+        }
+
+    return await _scenario(stack, run_dir, "triton_down", seed, d, fault, after_drain)
 
 
 async def scenario_redis_down(stack: LocalStack, run_dir: Path, d: Durations, seed: int = 303) -> FaultResult:
@@ -513,7 +566,22 @@ async def scenario_redis_down(stack: LocalStack, run_dir: Path, d: Durations, se
         await asyncio.to_thread(stack.up)
         return {"redis_down_s": round(time.monotonic() - t0, 1), "worker_alive_during_outage": alive_during}
 
-    return await _scenario(stack, run_dir, "redis_down", seed, d, fault)
+    async def after_drain(settings, worker: Worker, load):
+        # If updates are still missing, is the worker merely stuck, or were offsets committed past results
+        # that never reached Redis? A fresh worker resumes from the committed offsets: whatever is still
+        # missing after it drained was acknowledged without being written.
+        v = await asyncio.to_thread(verify, settings, load.expected)
+        out = {"lost_before_worker_restart": v.lost,
+               "events_in_products": metric(settings, "descstream_events_in_total", topic=settings.topics.products)}
+        if v.lost:
+            worker.kill(signal.SIGKILL)
+            worker.start()
+            v2, _ = await drain(settings, load.expected, d.drain_timeout)
+            out.update(worker_restarted_to_recover=True, lost_after_worker_restart=v2.lost,
+                       missing_after_worker_restart=v2.missing[:10])
+        return out
+
+    return await _scenario(stack, run_dir, "redis_down", seed, d, fault, after_drain)
 
 
 async def scenario_broker_restart(stack: LocalStack, run_dir: Path, d: Durations, seed: int = 404) -> FaultResult:

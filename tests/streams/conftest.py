@@ -1,7 +1,8 @@
 """Fixtures for the stream tests: a real broker (Tansu) and a real redis-server on free ports.
 
 Triton is not needed here: the worker runs with the deterministic in-process generator
-(`--generator fake`); the Triton path is covered by `test_triton_path.py` through the `stack` fixture.
+(`--generator fake`, a test double); the real Triton path is covered by `test_triton_path.py` through
+the session `stack` fixture (tiny models).
 """
 
 from __future__ import annotations
@@ -47,8 +48,10 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         stack.down()
 
 
-def isolated(settings: Settings, tmp: Path) -> Settings:
-    """Same services, fresh topic names, group id and data dir (tests don't see each other's events)."""
+def isolated(settings: Settings, tmp: Path, **sections: dict) -> Settings:
+    """Same services, fresh topic names, group id and data dir (tests don't see each other's events).
+
+    `sections` update settings sections, e.g. ``worker={"batch_size": 4}``."""
     tag = uuid.uuid4().hex[:8]
     data = settings.model_dump()
     data["topics"].update(
@@ -56,6 +59,8 @@ def isolated(settings: Settings, tmp: Path) -> Settings:
         dead_letter=f"dlq-{tag}", generation_requests=f"genreq-{tag}",
     )
     data["worker"].update(app_id=f"ds-{tag}", data_dir=str(tmp / "worker-data"))
+    for section, values in sections.items():
+        data[section].update(values)
     return Settings(**data)
 
 
@@ -72,12 +77,12 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 class WorkerProc:
-    def __init__(self, settings: Settings, log: Path, *extra: str):
+    def __init__(self, settings: Settings, log: Path, *extra: str, generator: str = "fake"):
         self.settings = settings
         self.log = log
         self.fh = open(log, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--generator", "fake", *extra],
+            [sys.executable, "-m", "streams.cli", "worker", "--generator", generator, *extra],
             env=settings_env(settings), cwd=str(REPO_ROOT), stdout=self.fh, stderr=subprocess.STDOUT,
             start_new_session=True,
         )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
 
-from streams.generation_agent import GenerationWorker
+from models import gate as model_gate
+from streams.generation_agent import GenerationWorker, now_ms
 from streams.redis_store import RedisStore
 from streams.services import FakeGenerator, Gate, Services
 
@@ -15,11 +17,15 @@ from .test_redis_store import product
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
+def worker(infra, store, gen, **kw) -> GenerationWorker:
+    return GenerationWorker(infra, Services(infra, store, gen, gen, Gate.load()), **kw)
+
+
 async def test_coalesce_skip_gate_and_failure_fallbacks(infra):
     store = RedisStore.from_settings(infra)
     ok, bad, down = (f"p-{uuid.uuid4().hex[:8]}" for _ in range(3))
     gen = FakeGenerator(fail_products=[down], unfaithful_products=[bad])
-    w = GenerationWorker(infra, Services(infra, store, gen, gen, Gate.load()))
+    w = worker(infra, store, gen)
     for pid in (ok, bad, down):
         await store.upsert_products([(product(pid, 1), "fh", None)])
     reqs = [{"product_id": pid, "audiences": ["default", "outdoor_adventurers"], "priority": 1} for pid in (ok, bad, down)]
@@ -27,14 +33,87 @@ async def test_coalesce_skip_gate_and_failure_fallbacks(infra):
     assert len(written) == 6
     by = {(r.product_id, r.audience): r for r in written}
     assert by[(ok, "default")].source == "generated"
-    assert by[(bad, "default")].source == "fallback" and "gate failed" in by[(bad, "default")].gate.reasons[0]
-    assert by[(down, "default")].source == "fallback" and by[(down, "default")].model_version == "none"
-    texts_before = gen.texts
-    assert gen.texts == 4 + 2 * (infra.triton.max_retries + 1)  # ok+bad once; `down` retried then fell back
-    again = await w.process(reqs)  # already current: only the failed one is retried
-    assert gen.texts - texts_before == 2 * (infra.triton.max_retries + 1)
-    assert again == []  # the fallback is equal-rank, not rewritten
+    # gate rejection: the fallback carries the model version and the gate's reasons
+    rej = by[(bad, "default")]
+    assert rej.source == "fallback" and rej.model_version == gen.model_version and "gate failed" in rej.gate.reasons[0]
+    # generation failure: fallback at once (nothing is ever missing) + a retry scheduled, not a blocking loop
+    failed = by[(down, "default")]
+    assert failed.source == "fallback" and failed.model_version == "none"
+    assert "generation failed (attempt 1/" in failed.gate.reasons[0]
+    for rec in written:
+        assert model_gate.check(product(rec.product_id, 1), rec.audience, rec.text).passed, rec.text
+    assert gen.texts == 6  # one call per job
+    assert sorted((r["product_id"], r["audiences"][0], r["attempt"]) for r in w.outbox) == [
+        (down, "default", 1), (down, "outdoor_adventurers", 1)]
+    assert all(r["not_before_ms"] > now_ms() for r in w.outbox)
+    w.outbox.clear()
+    before = gen.texts
+    again = await w.process(reqs)  # already current (gate rejections are final): only the failed ones retry
+    assert gen.texts - before == 2 and again == []  # an equal-rank fallback is not rewritten
     gen.fail.clear()
     again = await w.process(reqs)
     assert {(r.product_id, r.source) for r in again} == {(down, "generated")}
+    await store.close()
+
+
+async def test_fallback_first_then_replaced_when_generator_recovers(infra):
+    """Fails twice, then succeeds: the fallback is published at once and replaced by generated text
+    through re-enqueued requests (attempt count + not-before time), as the agent would loop them."""
+    store = RedisStore.from_settings(infra)
+    pid = f"p-{uuid.uuid4().hex[:8]}"
+    gen = FakeGenerator(fail_times={pid: 2})
+    w = worker(infra, store, gen, retry_base_s=0.2, retry_max_s=1.0, park_max_s=0.5)
+    await store.upsert_products([(product(pid, 1), "fh", None)])
+    written = await w.handle([{"product_id": pid, "audiences": ["default"], "priority": 100, "reason": "product_change"}])
+    assert [r.source for r in written] == ["fallback"]
+    assert (await store.get_record(pid)).source == "fallback"
+    seen = ["fallback"]
+    waits: list[float] = []
+    for _ in range(10):
+        if not w.outbox:
+            break
+        batch, w.outbox = w.outbox, []
+        assert all(r["reason"] == "retry" for r in batch)
+        t0 = asyncio.get_running_loop().time()
+        written = await w.handle(batch)  # waits (parks) until the retry is due, never runs it early
+        waits.append(asyncio.get_running_loop().time() - t0)
+        seen += [r.source for r in written]
+    rec = await store.get_record(pid)
+    assert rec.source == "generated" and rec.model_version == gen.model_version
+    # 2 failures -> the 2nd fallback equals the stored one (not newer, not rewritten); then generated text
+    assert seen == ["fallback", "generated"]
+    assert gen.texts == 3 and not w.outbox
+    assert len(waits) == 2 and waits[0] >= 0.15 and waits[1] >= 0.3  # backoff 0.2 s, then 0.4 s
+    await store.close()
+
+
+async def test_retries_are_bounded(infra):
+    store = RedisStore.from_settings(infra)
+    pid = f"p-{uuid.uuid4().hex[:8]}"
+    gen = FakeGenerator(fail_products=[pid])
+    w = worker(infra, store, gen, max_attempts=3, retry_base_s=0.01, retry_max_s=0.05, park_max_s=0.2)
+    await store.upsert_products([(product(pid, 1), "fh", None)])
+    await w.handle([{"product_id": pid, "audiences": ["default"], "priority": 1}])
+    rounds = 0
+    while w.outbox and rounds < 20:
+        batch, w.outbox = w.outbox, []
+        await w.handle(batch)
+        rounds += 1
+    assert gen.texts == 3 and rounds == 2 and not w.outbox
+    rec = await store.get_record(pid)
+    assert rec.source == "fallback" and rec.model_version == "none"
+    assert model_gate.check(product(pid, 1), "default", rec.text).passed
+    # a fresh request (e.g. a product change or an audience switch) starts a new budget
+    gen.fail.clear()
+    assert [r.source for r in await w.handle([{"product_id": pid, "audiences": ["default"], "priority": 1}])] == ["generated"]
+    await store.close()
+
+
+async def test_parked_retries_are_resent_not_processed_early(infra):
+    store = RedisStore.from_settings(infra)
+    gen = FakeGenerator()
+    w = worker(infra, store, gen, park_max_s=0.05)
+    req = {"product_id": "p-later", "audiences": ["default"], "attempt": 2, "not_before_ms": now_ms() + 60_000}
+    assert await w.handle([req]) == []
+    assert w.outbox == [req] and gen.texts == 0
     await store.close()
