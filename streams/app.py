@@ -79,6 +79,8 @@ def create_app(
         web_port=web_port if web_port is not None else w.web_port,
         table_cleanup_interval=60.0,
         producer_acks=-1,
+        # table changelog records of a micro-batch are queued together: let them share produce requests
+        producer_linger=0.005,
         **kw,
     )
     services = services or Services.build(settings, generator=generator)

@@ -1,30 +1,37 @@
 """Behaviour agent: user-behavior events -> interest profiles -> audience (with hysteresis) -> Redis.
 
-Per-event cost is kept close to Faust's own iteration cost:
-- profiles are held in memory per partition and written *behind* to the RocksDB table (changelog) every
-  `PROFILE_FLUSH_S` for the users that changed, one compact binary value per user (not per event);
-- product features (category, price, embedding) come from Redis product meta through an in-process
-  cache, so a hot product costs one Redis read per `FEATURE_TTL_S`;
-- Redis is written only when a user's audience changes (or to refresh the user key's TTL).
+Micro-batched (`stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S)`), so the per-event cost stays close
+to Faust's own iteration cost:
+- product features (category key, log price, embedding) come from Redis product meta through an
+  in-process cache, refreshed for a whole batch in one pipelined round trip (a hot product costs one
+  Redis read per `FEATURE_TTL_S`);
+- profiles live in memory per partition; every event updates its user's profile in place (no
+  allocation beyond the decoded event) and re-scores the audiences (one mat-vec for the embedding term);
+- per batch, each *dirty* user's profile is written to the RocksDB table `user-profiles` (changelog)
+  once (one compact binary value per user, not per event), Redis is written only for the users whose
+  audience changed (one pipeline), and metrics are counted once.
 
-Durability argument: the table changelog is at most `PROFILE_FLUSH_S` behind the stream. After a crash the
-worker restarts from the last committed offset and the profile from the changelog; up to that window
-of profile updates can be lost for users whose partition's offsets were already committed (profiles
-are decayed aggregates, so the effect is a slightly smaller weight; the audience assignment is
-re-derived on the next events). A clean restart loses nothing older than the window either.
+Durability (exact, at-least-once): the batch's table writes, Redis writes and generation-request sends
+happen in the loop body, before the agent asks for the next batch; only then does `take_events`
+acknowledge the batch's events, and Faust flushes the producer (the changelog records) before it
+commits their offsets. So a committed offset never covers a profile update that is not in the
+changelog: a SIGKILL loses nothing, it only replays the uncommitted tail. Replays are not counted twice:
+the profile stores the offset of the last event applied to it (a user's events all come from one
+partition, in order), and events at or below it are skipped (`descstream_behaviour_total{outcome="replayed"}`).
+No timer-based write-behind.
 
 On an audience change the agent requests the variants the user is likely to see next that are missing:
 their recently viewed products and the hot products of their top categories, limited to products whose
-category the new audience is relevant for.
+category the new audience is relevant for. A user's Redis key is also re-written when it is older than
+half its TTL (refresh).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import math
 import time
 from collections import defaultdict
-from datetime import datetime
 from typing import Any
 
 import faust
@@ -35,19 +42,22 @@ from descstream.config import Settings
 from descstream.schemas import DEFAULT_AUDIENCE, InvalidEvent, decode_behavior
 
 from . import metrics
-from .profile import AudienceModel, Profile, category_key, decode_embedding
+from .profile import WEIGHTS, AudienceModel, Profile, category_key, decode_embedding
 from .services import Services
-from .tables import raw_table, table_set
+from .tables import raw_table, table_get, table_set_many
 from .validation import dead_letter, event_coords
 
 log = logging.getLogger(__name__)
 
-PROFILE_FLUSH_S = 3.0
-SWITCH_BATCH_S = 0.05
+BATCH_MAX = 1000
+BATCH_WITHIN_S = 0.1
 FEATURE_TTL_S = 60.0
 MISSING_TTL_S = 2.0
 HOT_PER_CATEGORY = 200
 SWITCH_CANDIDATES = 8
+
+# (category key, category, log(price) or None, unit embedding or None)
+Features = tuple[str | None, str | None, float | None, np.ndarray | None]
 
 
 class BehaviourState:
@@ -58,22 +68,31 @@ class BehaviourState:
         self.services = services
         self.model = model
         self.profiles: dict[int, dict[str, Profile]] = defaultdict(dict)
-        self.dirty: dict[int, set[str]] = defaultdict(set)
-        self.last_event: dict[int, Any] = {}
-        self.features: dict[str, tuple[float, str | None, float | None, np.ndarray | None] | None] = {}
+        self.features: dict[str, Features | None] = {}
         self.feature_at: dict[str, float] = {}
         self.hot: dict[str, dict[str, float]] = defaultdict(dict)
 
-    async def features_for(self, pid: str, now: float):
-        f = self.features.get(pid)
+    def stale_features(self, pid: str, now: float) -> bool:
         at = self.feature_at.get(pid)
-        if at is not None and now - at < (FEATURE_TTL_S if f is not None else MISSING_TTL_S):
-            return f
-        got = await self.services.store.get_features(pid)
-        f = None if got is None else (now, got[0], got[1], decode_embedding(got[2]))
-        self.features[pid] = f
-        self.feature_at[pid] = now
-        return f
+        if at is None:
+            return True
+        return now - at >= (FEATURE_TTL_S if self.features.get(pid) is not None else MISSING_TTL_S)
+
+    async def fetch_features(self, pids: list[str], now: float) -> None:
+        rows = await self.services.store.get_features_many(pids)
+        for pid, got in zip(pids, rows):
+            if got is None:
+                self.features[pid] = None
+            else:
+                cat, price, emb = got
+                logp = math.log(price) if price is not None and price > 0 else None
+                self.features[pid] = (category_key(cat), cat, logp, decode_embedding(emb))
+            self.feature_at[pid] = now
+
+    async def features_for(self, pid: str, now: float) -> Features | None:
+        if self.stale_features(pid, now):
+            await self.fetch_features([pid], now)
+        return self.features.get(pid)
 
     def bump_hot(self, ck: str, pid: str, w: float) -> None:
         h = self.hot[ck]
@@ -115,9 +134,12 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
     app.behaviour_state = state  # type: ignore[attr-defined]
     max_bytes = settings.worker.max_field_bytes * 2
     events_in = metrics.EVENTS_IN.labels(topic=topics.behavior)
-    ok = metrics.BEHAVIOUR.labels(outcome="ok")
-    unknown_product = metrics.BEHAVIOUR.labels(outcome="unknown_product")
+    ok_counter = metrics.BEHAVIOUR.labels(outcome="ok")
+    unknown_counter = metrics.BEHAVIOUR.labels(outcome="unknown_product")
+    replayed_counter = metrics.BEHAVIOUR.labels(outcome="replayed")
+    batch_hist = metrics.BATCH_SIZE.labels(agent="behaviour")
     store = services.store
+    user_ttl_half = settings.redis.user_ttl_s / 2 if settings.redis.user_ttl_s else float("inf")
 
     async def audience_vectors() -> None:
         embedder = services.embedder
@@ -132,128 +154,129 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
         except Exception as exc:  # the embedding term is optional
             log.warning("audience embeddings unavailable (%s); scoring without them", exc)
 
-    switches: dict[str, tuple[Profile, str]] = {}
-
-    def on_switch(uid: str, prof: Profile, new: str) -> None:
-        """Queue the Redis write + variant requests; a background task sends them in batches, so an
-        audience change costs the event loop a dict insert, not two Redis round trips and N sends."""
-        metrics.AUDIENCE_SWITCHES.labels(to=new).inc()
-        switches[uid] = (prof, new)
-
-    async def drain_switches() -> None:
-        if not switches:
-            return
-        batch = list(switches.items())
-        switches.clear()
-        now = time.time()
-        await store.set_user_audiences((uid, new) for uid, (_p, new) in batch)
-        for _uid, (prof, new) in batch:
-            if prof.audience == new:
-                prof.redis_at = now
+    async def write_switches(changed: dict[str, tuple[Profile, bool]], now: float) -> None:
+        """Redis audience keys + which candidate variants exist (one pipelined round trip), then requests
+        for the missing variants of switched users. The sends are not awaited one by one: Faust flushes
+        the producer before it commits the batch's offsets."""
         wanted: list[tuple[str, str, float]] = []
         seen: set[tuple[str, str]] = set()
-        for _uid, (prof, new) in batch:
-            if new == DEFAULT_AUDIENCE:
+        for prof, switched in changed.values():
+            new = prof.audience
+            if not switched or new == DEFAULT_AUDIENCE:
                 continue
             for pid, prio in state.candidates(prof, new):
                 if (pid, new) not in seen:
                     seen.add((pid, new))
                     wanted.append((pid, new, prio))
-        if not wanted:
-            return
-        have = await store.stored_versions([(pid, aud) for pid, aud, _ in wanted])
-        futs = []
-        for (pid, aud, prio), stored in zip(wanted, have):
-            if stored is not None:
+        have = await store.set_user_audiences_and_check(
+            [(uid, prof.audience) for uid, (prof, _sw) in changed.items()], [(pid, aud) for pid, aud, _ in wanted]
+        )
+        for prof, _sw in changed.values():
+            prof.redis_at = now
+        n = 0
+        for (pid, aud, prio), exists in zip(wanted, have):
+            if exists:
                 continue
             req = {"product_id": pid, "audiences": [aud], "reason": "audience_switch", "priority": prio, "version": 0}
-            futs.append(await app.gen_topic.send(key=pid.encode(), value=orjson.dumps(req)))  # type: ignore[attr-defined]
-        for fut in futs:
-            await fut
-        metrics.GEN_REQUESTS.labels(outcome="requested_switch").inc(len(futs))
-
-    @app.task
-    async def _switch_sender() -> None:
-        while True:
-            await asyncio.sleep(SWITCH_BATCH_S)
-            try:
-                await drain_switches()
-            except Exception as exc:  # Redis/broker hiccup: the users' keys are re-written on later events
-                log.warning("audience switch batch failed: %s", exc)
+            await app.gen_topic.send(key=pid.encode(), value=orjson.dumps(req))  # type: ignore[attr-defined]
+            n += 1
+        if n:
+            metrics.GEN_REQUESTS.labels(outcome="requested_switch").inc(n)
 
     @app.agent(behavior_topic, name="descstream-behaviour")
     async def behaviour(stream: faust.StreamT) -> None:
         await audience_vectors()
         profiles = state.profiles
-        dirty = state.dirty
-        last_event = state.last_event
+        features = state.features
+        stale = state.stale_features
+        bump_hot = state.bump_hot
         assign = model.assign
-        user_ttl_half = settings.redis.user_ttl_s / 2 if settings.redis.user_ttl_s else float("inf")
-        async for event in stream.events():
-            events_in.inc()
-            try:
-                ev = decode_behavior(event.value, max_bytes)
-            except InvalidEvent as exc:
-                topic, part, off, key = event_coords(event)
-                dl = dead_letter(topic=topic, partition=part, offset=off, key=key, value=event.value, reason=str(exc))
-                await app.dlq_topic.send(key=key, value=orjson.dumps(dl.model_dump(mode="json")))  # type: ignore[attr-defined]
-                continue
-            part = event.message.partition
-            uid = ev.user_id
-            cache = profiles[part]
-            prof = cache.get(uid)
-            if prof is None:
-                raw = table.get(uid.encode())
-                prof = Profile.loads(raw) if raw else Profile()
-                cache[uid] = prof
+        weights = WEIGHTS
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             now = time.time()
-            ts = ev.ts.timestamp()
-            cat = price = emb = None
-            pid = ev.product_id
-            if pid is not None:
-                f = await state.features_for(pid, now)
-                if f is None:
-                    unknown_product.inc()
-                else:
-                    _, cat, price, emb = f
-                    ck = category_key(cat)
-                    if ck is not None:
-                        state.bump_hot(ck, pid, 1.0)
-            prof.update(ev.event, ts, pid, cat, price, emb, ev.query)
-            dirty[part].add(uid)
-            last_event[part] = event
-            ok.inc()
-            new = assign(prof)
-            if new != prof.audience:
-                prof.audience = new
-                on_switch(uid, prof, new)
-            elif prof.audience != DEFAULT_AUDIENCE and now - prof.redis_at > user_ttl_half and uid not in switches:
-                switches[uid] = (prof, prof.audience)  # refresh TTL, or re-write after a crash
+            decoded = []
+            need: set[str] = set()
+            for event in events:
+                try:
+                    ev = decode_behavior(event.value, max_bytes)
+                except InvalidEvent as exc:
+                    topic, part, off, key = event_coords(event)
+                    dl = dead_letter(topic=topic, partition=part, offset=off, key=key, value=event.value, reason=str(exc))
+                    await app.dlq_topic.send(key=key, value=orjson.dumps(dl.model_dump(mode="json")))  # type: ignore[attr-defined]
+                    continue
+                decoded.append((event, ev))
+                pid = ev.product_id
+                if pid is not None and pid not in need and stale(pid, now):
+                    need.add(pid)
+            if need:
+                await state.fetch_features(list(need), now)
 
-    def flush(partitions: Any = None) -> int:
-        n = 0
-        for part in list(state.dirty):
-            if partitions is not None and part not in partitions:
-                continue
-            users = state.dirty.pop(part)
-            ev = state.last_event.get(part)
-            cache = state.profiles.get(part, {})
-            if ev is None:
-                continue
-            for uid in users:
+            dirty: dict[int, dict[bytes, Profile]] = {}
+            dirty_event: dict[int, Any] = {}
+            changed: dict[str, tuple[Profile, bool]] = {}
+            n_ok = n_unknown = n_replayed = 0
+            for event, ev in decoded:
+                msg = event.message
+                part = msg.partition
+                uid = ev.user_id
+                cache = profiles[part]
                 prof = cache.get(uid)
-                if prof is not None:
-                    table_set(table, ev, uid.encode(), prof.dumps())
-                    n += 1
-        if n:
-            metrics.PROFILE_FLUSHES.inc(n)
-        return n
+                if prof is None:
+                    raw = table_get(table, event, uid.encode())
+                    prof = Profile.loads(raw) if raw else Profile()
+                    cache[uid] = prof
+                off = msg.offset
+                if off <= prof.off:  # already applied (and written) before a crash/rebalance: skip
+                    n_replayed += 1
+                    continue
+                prof.off = off
+                pid = ev.product_id
+                ck = logp = emb = None
+                if pid is not None:
+                    f = features.get(pid)
+                    if f is None:
+                        n_unknown += 1
+                    else:
+                        ck, _cat, logp, emb = f
+                        if ck is not None:
+                            bump_hot(ck, pid, 1.0)
+                prof.apply(weights.get(ev.event, 1.0), ev.ts.timestamp(), pid, ck, logp, emb, ev.query)
+                d = dirty.get(part)
+                if d is None:
+                    d = dirty[part] = {}
+                d[uid.encode()] = prof
+                dirty_event[part] = event
+                n_ok += 1
+                new = assign(prof)
+                if new != prof.audience:
+                    prof.audience = new
+                    changed[uid] = (prof, True)
+                    metrics.AUDIENCE_SWITCHES.labels(to=new).inc()
+                elif new != DEFAULT_AUDIENCE and now - prof.redis_at > user_ttl_half and uid not in changed:
+                    changed[uid] = (prof, False)  # refresh the key's TTL (or re-write it after a crash)
 
-    app.flush_profiles = flush  # type: ignore[attr-defined]
-
-    @app.timer(interval=PROFILE_FLUSH_S)
-    async def _flush_profiles() -> None:
-        flush()
+            if changed:  # before the table writes: a crash in between re-derives the switch on replay
+                try:
+                    await write_switches(changed, now)
+                except Exception as exc:  # Redis/broker hiccup: the switch is retried on the user's next event
+                    log.warning("audience switch writes failed: %s", exc)
+                    for prof, switched in changed.values():
+                        if switched:
+                            prof.redis_at = 0.0
+            n_written = 0
+            for part, users in dirty.items():
+                table_set_many(table, dirty_event[part], ((k, p.dumps()) for k, p in users.items()))
+                n_written += len(users)
+            batch_hist.observe(len(events))
+            events_in.inc(len(events))
+            if n_ok:
+                ok_counter.inc(n_ok)
+            if n_unknown:
+                unknown_counter.inc(n_unknown)
+            if n_replayed:
+                replayed_counter.inc(n_replayed)
+            if n_written:
+                metrics.PROFILE_FLUSHES.inc(n_written)
 
     @app.on_partitions_assigned.connect
     async def _assigned(_app: Any, assigned: Any = None, **kw: Any) -> None:
@@ -262,5 +285,3 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
         for part in list(state.profiles):
             if part not in mine:
                 state.profiles.pop(part, None)
-                state.dirty.pop(part, None)
-                state.last_event.pop(part, None)

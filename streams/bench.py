@@ -3,15 +3,17 @@
 Measures, on the same broker and machine, in one run:
 1. raw aiokafka consumption + orjson parse (events/s),
 2. a plain Faust agent iterating raw bytes (events/s) - the baseline Faust per-event cost,
-3. descstream's behaviour path (decode + profile update + audience assignment + write-behind table
-   changelog; no generation) in one worker process (events/s, and % of 2.),
+3. descstream's behaviour path (decode + profile update + audience assignment + one table changelog
+   write per dirty user per micro-batch, done before the batch is acknowledged; no generation) in one
+   worker process (events/s, and % of 2.),
 4. the same with 2 worker processes in one consumer group (scale-out),
 5. reader latency: 1 user x 50 products through `get_descriptions` against local Redis (p50/p99 ms).
 
 Faust rates are measured after the workers joined the group (a warm-up batch is consumed first), from
 the first to the last benchmark event, by polling each worker's Prometheus counter every 50 ms.
 
-Usage: ``python -m streams.bench [--events 20000] [--out bench.json]`` (starts its own broker + Redis).
+Usage: ``python -m streams.bench [--events 20000] [--out bench.json] [--no-scale-out] [--cprofile /tmp/prof]``
+(starts its own broker + Redis; `--cprofile` dumps a cProfile of each Faust worker at exit).
 """
 
 from __future__ import annotations
@@ -163,6 +165,9 @@ async def raw_consume(settings: Settings, topic: str, n: int) -> float:
     return n / (time.perf_counter() - (t0 or time.perf_counter()))
 
 
+CPROFILE: str | None = None  # --cprofile PREFIX: cProfile dumps of the behaviour workers (diagnostics)
+
+
 async def run_workers(settings: Settings, tmp: Path, procs: int, mode: str, n: int, events, metric: str) -> dict:
     """Start `procs` worker processes, warm them up, produce `n` events, time first->last event."""
     ports = [free_port() for _ in range(procs)]
@@ -176,7 +181,12 @@ async def run_workers(settings: Settings, tmp: Path, procs: int, mode: str, n: i
         else:
             argv = [sys.executable, "-m", "streams.cli", "worker", "--generator", "fake", "--agents", "behavior",
                     "--metrics-port", str(port), "--web-port", str(free_port()), "--data-dir", str(tmp / f"data-{settings.worker.app_id}-{i}")]
-        workers.append(subprocess.Popen(argv, env=env_for(settings), cwd=str(REPO_ROOT), stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        env = env_for(settings)
+        if CPROFILE and mode != "plain":
+            env["DESCSTREAM_STREAMS_CPROFILE"] = f"{CPROFILE}-{mode}{procs}-{i}"
+        elif CPROFILE:
+            env["DESCSTREAM_BENCH_CPROFILE"] = f"{CPROFILE}-plain-{i}"
+        workers.append(subprocess.Popen(argv, env=env, cwd=str(REPO_ROOT), stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
     try:
         warm = make_events(PARTITIONS * 8, 10_000, 50, seed=99)
         await produce(settings, settings.topics.behavior, warm)
@@ -240,8 +250,18 @@ def plain_worker(metrics_port: int, web_port: int) -> None:
         async for _value in stream:
             inc()
 
+    prof_out = os.environ.get("DESCSTREAM_BENCH_CPROFILE")
+    if prof_out:
+        import atexit
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
+        atexit.register(lambda: (prof.disable(), prof.dump_stats(f"{prof_out}.{os.getpid()}")))
     sys.argv = sys.argv[:1]
-    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+    worker = faust.Worker(app, loglevel="warning", quiet=True)
+    worker.spinner = None  # same logging set-up as `streams.cli.run_worker` (see there)
+    worker.execute_from_commandline()
 
 
 async def reader_bench(settings: Settings, iterations: int = 3000) -> dict:
@@ -295,12 +315,13 @@ async def seed_products(settings: Settings, n: int) -> None:
     await store.close()
 
 
-async def main_async(base: Settings, tmp: Path, n: int, out: Path | None, users: int, products: int) -> dict:
+async def main_async(base: Settings, tmp: Path, n: int, out: Path | None, users: int, products: int,
+                     scale_out: bool = True) -> dict:
     if True:
         from streams.cli import _create_topics
 
         result: dict = {"machine": machine(), "events": n, "users": users, "products": products, "partitions": PARTITIONS,
-                        "command": "python -m streams.bench --events %d" % n, "at": datetime.now(timezone.utc).isoformat()}
+                        "command": " ".join(["python -m streams.bench", *sys.argv[1:]]), "at": datetime.now(timezone.utc).isoformat()}
         await seed_products(base, products)
         events = make_events(n, users, products)
 
@@ -323,11 +344,12 @@ async def main_async(base: Settings, tmp: Path, n: int, out: Path | None, users:
         result["behaviour_vs_plain_faust_pct"] = round(100 * result["descstream_behaviour_1_worker"]["events_per_s"] / plain, 1)
         result["target_behaviour_vs_plain_pct"] = 75
 
-        s = variant(base, "behav2", tmp)
-        await _create_topics(s)
-        result["descstream_behaviour_2_workers"] = await run_workers(s, tmp, 2, "behaviour", n, events, "descstream_behaviour_total")
-        result["scale_out_factor"] = round(
-            result["descstream_behaviour_2_workers"]["events_per_s"] / result["descstream_behaviour_1_worker"]["events_per_s"], 2)
+        if scale_out:
+            s = variant(base, "behav2", tmp)
+            await _create_topics(s)
+            result["descstream_behaviour_2_workers"] = await run_workers(s, tmp, 2, "behaviour", n, events, "descstream_behaviour_total")
+            result["scale_out_factor"] = round(
+                result["descstream_behaviour_2_workers"]["events_per_s"] / result["descstream_behaviour_1_worker"]["events_per_s"], 2)
 
         result["reader"] = await reader_bench(base)
         if out:
@@ -349,7 +371,11 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=2000)
     ap.add_argument("--products", type=int, default=500)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--no-scale-out", action="store_true", help="skip the 2-worker run")
+    ap.add_argument("--cprofile", default=None, help="write cProfile dumps of the Faust workers to PREFIX-*.PID")
     a = ap.parse_args()
+    global CPROFILE
+    CPROFILE = a.cprofile
     from tests.conftest import make_stack
 
     tmp = Path(tempfile.mkdtemp(prefix="descstream-bench-"))
@@ -357,7 +383,7 @@ def main() -> None:
                        worker={"broker_session_timeout_s": 6.0, "broker_heartbeat_interval_s": 0.5, "broker_rebalance_timeout_s": 3.0})
     stack.up()
     try:
-        res = asyncio.run(main_async(stack.settings, tmp, a.events, a.out, a.users, a.products))
+        res = asyncio.run(main_async(stack.settings, tmp, a.events, a.out, a.users, a.products, not a.no_scale_out))
     finally:
         stack.down()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -11,8 +11,10 @@ Event weights: view 1 < click 2 < add_to_cart 4 < purchase 8 (search adds query 
 Audience assignment uses hysteresis: a user leaves their current audience only when another one scores
 at least `MARGIN` higher, and not before `MIN_EVENTS` events, so users don't flap between audiences.
 
-Serialised form (table value, written behind, not per event): 4-byte length + orjson header + float16
-centroid bytes (~1 KB per user).
+Serialised form (table value, written once per user per micro-batch, not per event): 4-byte length +
+orjson header + float16 centroid bytes (~1 KB per user). The header carries `off`, the offset of the last
+behaviour event applied (a user's events all come from one partition), so a batch replayed after a crash
+is skipped event by event instead of being counted twice: profile updates are applied exactly once.
 """
 
 from __future__ import annotations
@@ -47,6 +49,21 @@ QUERY_WORDS = {
 }
 
 
+_LEN = struct.Struct(">I")
+_DECAY_MIN_DT = -HALF_LIFE_S * math.log2(0.999)  # smaller gaps decay by a factor > 0.999: deferred
+
+
+_LOG60 = math.log(60.0)
+_LOG4 = math.log(4.0)
+
+
+def _axpy_inplace(cent: np.ndarray, emb: np.ndarray, a: float) -> None:
+    """cent += (emb - cent) * a without temporaries beyond one buffer."""
+    tmp = np.subtract(emb, cent)
+    tmp *= a
+    cent += tmp
+
+
 def category_key(category: str | None) -> str | None:
     if not category:
         return None
@@ -66,39 +83,47 @@ class Profile:
     cw: float = 0.0
     recent: list[str] = field(default_factory=list)
     redis_at: float = 0.0
+    off: int = -1  # offset of the last applied event (idempotent replays)
     cent: np.ndarray | None = None
 
     # ------------------------------------------------------------------ encoding
     def dumps(self) -> bytes:
         head = orjson.dumps(
-            [self.audience, self.n, self.t, self.cats, self.pw, self.plog, self.q, self.cw, self.recent, self.redis_at]
+            [self.audience, self.n, self.t, self.cats, self.pw, self.plog, self.q, self.cw, self.recent,
+             self.redis_at, self.off]
         )
-        tail = b"" if self.cent is None else self.cent.astype(np.float16).tobytes()
-        return struct.pack(">I", len(head)) + head + tail
+        cent = self.cent
+        tail = b"" if cent is None else cent.astype(np.float16).tobytes()
+        return _LEN.pack(len(head)) + head + tail
 
     @classmethod
     def loads(cls, raw: bytes) -> "Profile":
-        (n,) = struct.unpack_from(">I", raw)
+        (n,) = _LEN.unpack_from(raw)
         head = orjson.loads(raw[4 : 4 + n])
-        tail = raw[4 + n :]
-        p = cls(*head)
-        if tail:
-            p.cent = np.frombuffer(tail, dtype=np.float16).astype(np.float32)
+        p = cls(*head)  # older values without `off` load with off=-1
+        if len(raw) > 4 + n:
+            p.cent = np.frombuffer(raw, dtype=np.float16, offset=4 + n).astype(np.float32)
         return p
 
     # ------------------------------------------------------------------ update
     def _decay(self, ts: float) -> None:
-        if self.t and ts > self.t:
-            f = 0.5 ** ((ts - self.t) / HALF_LIFE_S)
-            if f < 0.999:
-                for k in self.cats:
-                    self.cats[k] *= f
-                for k in self.q:
-                    self.q[k] *= f
-                self.pw *= f
-                self.plog *= f
-                self.cw *= f
-        if ts > self.t:
+        """Decay everything to time `ts`. Gaps too small to matter (factor > 0.999) are not applied and
+        `t` stays put, so they accumulate until they do matter (frequent events still decay)."""
+        if not self.t:
+            self.t = ts
+            return
+        if ts <= self.t:
+            return
+        f = 0.5 ** ((ts - self.t) / HALF_LIFE_S)
+        if f < 0.999:
+            cats, q = self.cats, self.q
+            for k in cats:
+                cats[k] *= f
+            for k in q:
+                q[k] *= f
+            self.pw *= f
+            self.plog *= f
+            self.cw *= f
             self.t = ts
 
     def update(
@@ -111,9 +136,23 @@ class Profile:
         embedding: np.ndarray | None,
         query: str | None,
     ) -> None:
-        self._decay(ts)
+        logp = math.log(price) if price is not None and price > 0 else None
+        self.apply(WEIGHTS.get(event, 1.0), ts, product_id, category_key(category), logp, embedding, query)
+
+    def apply(
+        self,
+        w: float,
+        ts: float,
+        product_id: str | None,
+        ck: str | None,
+        logp: float | None,
+        embedding: np.ndarray | None,
+        query: str | None,
+    ) -> None:
+        """`update` with the per-product work done once by the caller: weight, category key, log(price)."""
+        if not self.t or ts > self.t + _DECAY_MIN_DT:
+            self._decay(ts)
         self.n += 1
-        w = WEIGHTS.get(event, 1.0)
         if query:
             ql = query.lower()
             for aud, words in QUERY_WORDS.items():
@@ -127,23 +166,23 @@ class Profile:
         rec.append(product_id)
         if len(rec) > RECENT:
             del rec[0]
-        ck = category_key(category)
         if ck is not None:
             cats = self.cats
             cats[ck] = cats.get(ck, 0.0) + w
             if len(cats) > MAX_CATS:
                 del cats[min(cats, key=cats.__getitem__)]
-        if price is not None and price > 0:
+        if logp is not None:
             self.pw += w
-            self.plog += w * math.log(price)
+            self.plog += w * logp
         if embedding is not None:
-            if self.cent is None or self.cw <= 0:
+            cent = self.cent
+            if cent is None or self.cw <= 0:
                 self.cent = embedding.astype(np.float32, copy=True)
                 self.cw = w
             else:
                 tot = self.cw + w
-                self.cent *= self.cw / tot
-                self.cent += embedding * (w / tot)
+                # cent = cent * cw/tot + emb * w/tot, in place: cent += (emb - cent) * (w/tot)
+                _axpy_inplace(cent, embedding, w / tot)
                 self.cw = tot
 
 
@@ -153,8 +192,22 @@ class AudienceModel:
     def __init__(self, audiences: dict, audience_vectors: dict[str, np.ndarray] | None = None):
         self.names = [n for n in audiences if n != DEFAULT_AUDIENCE]
         self.audiences = audiences
+        self._zero = {n: 0.0 for n in self.names}
+        self._zero[DEFAULT_AUDIENCE] = DEFAULT_SCORE
+        self._match_cache: dict[str, tuple[tuple[str, float], ...]] = {}
         self.vectors = audience_vectors or {}
-        self._match_cache: dict[str, tuple[str, ...]] = {}
+
+    @property
+    def vectors(self) -> dict[str, np.ndarray]:
+        return self._vectors
+
+    @vectors.setter
+    def vectors(self, value: dict[str, np.ndarray]) -> None:
+        """Audience embeddings; stacked into one matrix so scoring is one mat-vec per event."""
+        self._vectors = dict(value)
+        names = [n for n in self._vectors if n in self._zero]
+        self._vnames = names
+        self._vmat = np.stack([np.asarray(self._vectors[n], dtype=np.float32) for n in names]) if names else None
 
     def matching(self, ck: str) -> tuple[tuple[str, float], ...]:
         """(audience, weight) for audiences with a *specific* (not "*") category rule matching the key.
@@ -179,30 +232,35 @@ class AudienceModel:
         return m
 
     def scores(self, p: Profile) -> dict[str, float]:
-        s = {n: 0.0 for n in self.names}
-        s[DEFAULT_AUDIENCE] = DEFAULT_SCORE
-        total = sum(p.cats.values())
+        s = self._zero.copy()
+        cats = p.cats
+        total = sum(cats.values())
         if total > 0:
-            for ck, w in p.cats.items():
+            matching = self._match_cache
+            for ck, w in cats.items():
+                m = matching.get(ck)
+                if m is None:
+                    m = self.matching(ck)
                 frac = w / total
-                for n, weight in self.matching(ck):
+                for n, weight in m:
                     s[n] += frac * weight
         if p.pw > 0 and "value_seekers" in s:
             mean_logp = p.plog / p.pw  # log(25) ~ 3.2, log(100) ~ 4.6
-            s["value_seekers"] += 0.8 * min(1.0, max(0.0, (math.log(60.0) - mean_logp) / math.log(4.0)))
-        qt = sum(p.q.values())
-        if qt > 0:
-            denom = max(qt, total / 4.0, 1.0)
-            for aud, w in p.q.items():
-                if aud in s:
-                    s[aud] += 0.8 * w / denom
-        if p.cent is not None and self.vectors:
-            norm = float(np.linalg.norm(p.cent)) or 1.0
-            sims = {n: float(v @ p.cent) / norm for n, v in self.vectors.items() if n in s}
-            if sims:
-                mean = sum(sims.values()) / len(sims)
-                for n, v in sims.items():
-                    s[n] += 0.2 * (v - mean)
+            s["value_seekers"] += 0.8 * min(1.0, max(0.0, (_LOG60 - mean_logp) / _LOG4))
+        if p.q:
+            qt = sum(p.q.values())
+            if qt > 0:
+                denom = max(qt, total / 4.0, 1.0)
+                for aud, w in p.q.items():
+                    if aud in s:
+                        s[aud] += 0.8 * w / denom
+        cent = p.cent
+        if cent is not None and self._vmat is not None:
+            norm = math.sqrt(float(cent @ cent)) or 1.0
+            sims = (self._vmat @ cent).tolist()
+            mean = sum(sims) / len(sims)
+            for n, v in zip(self._vnames, sims):
+                s[n] += 0.2 * (v / norm - mean / norm)
         return s
 
     def assign(self, p: Profile) -> str:

@@ -356,6 +356,23 @@ class RedisStore:
             return None
         return (cat.decode() or None) if cat else None, float(price) if price else None, emb
 
+    async def get_features_many(
+        self, product_ids: Sequence[str]
+    ) -> list[tuple[str | None, float | None, bytes | None] | None]:
+        """`get_features` for many products in one pipelined round trip."""
+        if not product_ids:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for pid in product_ids:
+            pipe.hmget(meta_key(pid), ["v", "del", "cat", "price", "emb"])
+        out: list[tuple[str | None, float | None, bytes | None] | None] = []
+        for v, dl, cat, price, emb in await pipe.execute():
+            if v is None or dl == b"1":
+                out.append(None)
+            else:
+                out.append(((cat.decode() or None) if cat else None, float(price) if price else None, emb))
+        return out
+
     # ---------------------------------------------------------------- users
     async def set_user_audience(self, user_id: str, audience: str, now: float | None = None) -> None:
         key = user_key(user_id)
@@ -376,6 +393,24 @@ class RedisStore:
             n += 1
         if n:
             await pipe.execute()
+
+    async def set_user_audiences_and_check(
+        self, users: Sequence[tuple[str, str]], pairs: Sequence[tuple[str, str]]
+    ) -> list[bool]:
+        """Write user audiences and check which (product, audience) descriptions exist: ONE round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        now = int(time.time())
+        for uid, aud in users:
+            key = user_key(uid)
+            pipe.hset(key, mapping={"audience": aud, "updated": now})
+            if self.user_ttl > 0:
+                pipe.expire(key, self.user_ttl)
+        for pid, aud in pairs:
+            pipe.hexists(desc_key(pid), aud)
+        if not users and not pairs:
+            return []
+        res = await pipe.execute()
+        return [bool(x) for x in res[len(res) - len(pairs):]] if pairs else []
 
     async def get_user_audience(self, user_id: str) -> str | None:
         raw = await self.r.hget(user_key(user_id), "audience")

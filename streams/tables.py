@@ -1,4 +1,4 @@
-"""Writing Faust tables from outside a single-event iteration (take() batches, write-behind timers).
+"""Writing Faust tables from outside a single-event iteration (`take_events()` batches).
 
 Faust derives a table key's changelog partition (and RocksDB column) from the *current event*. For a
 key that came in on partition P we know P, so we bind the current event to an event of partition P for
@@ -18,6 +18,16 @@ def table_set(table: Any, event: Any, key: Any, value: Any) -> None:
     token = _current_event.set(weakref.ref(event))
     try:
         table[key] = value
+    finally:
+        _current_event.reset(token)
+
+
+def table_set_many(table: Any, event: Any, items: Any) -> None:
+    """`table_set` for many (key, value) pairs of the event's partition, binding the event once."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        for key, value in items:
+            table[key] = value
     finally:
         _current_event.reset(token)
 

@@ -11,7 +11,8 @@ Families (``kind``) cover: invalid JSON / UTF-8 / BOM / depth bombs, non-object 
 types, missing and extra fields, huge fields and messages, negative / absurd / infinite / NaN / overflowing
 numbers, control characters, bidi overrides, zero-width characters, homoglyphs, prompt injection in titles,
 attribute values and seller text, chat-template tokens, fake attributes in seller text, and lax-but-legal
-coercions the contract accepts (numeric strings, unix timestamps; documented, see README of this package).
+coercions the contract accepts (numeric strings, unix timestamps, booleans as numbers; listed in
+`report.NOTES`).
 
 `generate(n, seed)` is deterministic: the same (n, seed) gives the same bytes. Accepted product messages
 use a bounded pool of product ids (``hp-<seed>-<i>``) with strictly increasing versions in corpus order,

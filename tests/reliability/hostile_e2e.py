@@ -116,6 +116,7 @@ async def run_hostile_e2e(stack: LocalStack, run_dir: Path, n: int, seed: int = 
     import redis.asyncio as aioredis
 
     from descstream.schemas import ProductUpsert
+    from models.audiences import audiences_for_category
     from models.gate import check
     from streams.cli import _create_topics
     from streams.redis_store import desc_key, meta_key
@@ -180,10 +181,14 @@ async def run_hostile_e2e(stack: LocalStack, run_dir: Path, n: int, seed: int = 
                     res.records += 1
                     aud = k.decode()
                     if not rec["gate"]["passed"] or not check(facts, aud, rec["text"]).passed:
-                        res.gate_failures.append((pid, aud, rec["text"][:160]))
+                        # classify: a leftover variant from an older version whose audience is no longer
+                        # relevant for the current category (never regenerated, never removed) vs. other
+                        relevant = aud in audiences_for_category(facts.category)
+                        kind = "stale_irrelevant_variant" if (rec["product_version"] < facts.version and not relevant) else "other"
+                        res.gate_failures.append((pid, aud, kind, rec["product_version"], facts.version, rec["text"][:160]))
                     bad = injected_claims(rec["text"], fdict, planted)
                     if bad:
-                        res.injected_published.append((pid, aud, bad, rec["text"][:160]))
+                        res.injected_published.append((pid, aud, rec["product_version"], facts.version, bad, rec["text"][:160]))
         finally:
             await r.aclose()
 

@@ -99,6 +99,13 @@ NOTES = [
     "(detail.fallback_model_none counts those left at the end).",
     "Redis outage: Redis is made to snapshot on shutdown (CONFIG SET save) so it returns with its data, as a "
     "production Redis with persistence does.",
+    "Wire contract, accepted by design or by pydantic's lax mode (hostile corpus kinds coercion:*, unicode:*): "
+    "numeric strings for version/price ('7', '19.99'), integral floats (7.0), booleans as numbers (version true -> 1, "
+    "price true -> 1.0), unix-epoch integers and naive dates for updated_at, duplicate JSON keys (last wins), "
+    "surrounding whitespace stripped. Invisible characters outside the rejected list are accepted: U+2060-U+2064, "
+    "U+180E and the tag block U+E0000-U+E007F (used for 'ASCII smuggling' of hidden instructions). The gate checks "
+    "every output, so none of this reaches a description, but rejecting Unicode category Cf (except ZWJ in emoji) "
+    "and strict types on the wire would be stricter.",
     "Tiny models write gibberish (empty text at max_new_tokens=4): every generated text fails the gate and the "
     "faithful fallback is published; the checks (present, newest version, passes the gate, no injected claim) hold "
     "for generated text the same way.",

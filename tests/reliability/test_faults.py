@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 
 from . import faults
 
@@ -46,7 +45,78 @@ def test_redis_outage(rel_stack, tmp_path):
     _check(res)
 
 
-@pytest.mark.order("last")
 def test_broker_restart(rel_stack, tmp_path):
     res = asyncio.run(faults.scenario_broker_restart(rel_stack, tmp_path, D))
     _check(res)
+
+
+def test_category_change_leaves_no_stale_variant(rel_stack, tmp_path):
+    """A product re-categorised (v1 tent -> v2 mug) must not keep serving v1 audience variants.
+
+    v1's `outdoor_adventurers` variant is irrelevant for v2's category, so v2 never regenerates it; unless it
+    is removed, a user assigned to that audience is served the v1 text (old facts) by the reader forever.
+    """
+    from datetime import datetime, timezone
+
+    import orjson
+    from aiokafka import AIOKafkaProducer
+    import redis.asyncio as aioredis
+
+    from models.audiences import audiences_for_category
+    from streams.cli import _create_topics
+    from streams.reader import get_descriptions
+    from streams.redis_store import RedisStore, desc_key
+
+    settings = faults.isolated(rel_stack.settings, tmp_path, tag="recat")
+    tent, mug = "Outdoor > Camping > Tents", "Home > Kitchen > Mugs"
+    assert "outdoor_adventurers" in audiences_for_category(tent) and "outdoor_adventurers" not in audiences_for_category(mug)
+
+    def upsert(version: int, title: str, category: str, price: float) -> bytes:
+        return orjson.dumps({"op": "upsert", "product_id": "p-recat", "version": version,
+                             "updated_at": datetime(2026, 11, 1, 0, version, tzinfo=timezone.utc).isoformat(),
+                             "title": title, "category": category, "brand": "NorthPeak", "price": price,
+                             "attributes": {"colour": "blue"}, "description": "Seller text."})
+
+    async def main():
+        await _create_topics(settings)
+        worker = faults.Worker(settings, tmp_path / "worker.log", generator="fake")
+        worker.start()
+        store = RedisStore(aioredis.Redis.from_url(settings.redis.url, **settings.redis.client_kwargs()), settings)
+        p = AIOKafkaProducer(**settings.kafka.aiokafka_kwargs(), acks="all")
+        await p.start()
+        try:
+            async def until(pred, what, timeout=90.0):
+                deadline = asyncio.get_running_loop().time() + timeout
+                while asyncio.get_running_loop().time() < deadline:
+                    if await pred():
+                        return
+                    assert worker.alive(), worker.tail()
+                    await asyncio.sleep(0.3)
+                raise AssertionError(f"timed out: {what}\n{worker.tail()}")
+
+            await p.send_and_wait(settings.topics.products, key=b"p-recat", value=upsert(1, "Ridge 2 Tent", tent, 149.0))
+
+            async def v1_outdoor():
+                rec = await store.get_record("p-recat", "outdoor_adventurers")
+                return rec is not None and rec.product_version == 1
+
+            await until(v1_outdoor, "v1 outdoor variant")
+            await p.send_and_wait(settings.topics.products, key=b"p-recat", value=upsert(2, "Stoneware Mug", mug, 12.0))
+
+            async def v2_all():
+                recs = await store.get_records("p-recat")
+                return all(recs.get(a) and recs[a].product_version == 2 for a in audiences_for_category(mug))
+
+            await until(v2_all, "v2 variants")
+            await asyncio.sleep(1.0)
+            await store.set_user_audience("u-outdoor", "outdoor_adventurers")
+            served = (await get_descriptions(store, "u-outdoor", ["p-recat"]))["p-recat"]
+            left = {a: r.product_version for a, r in (await store.get_records("p-recat")).items() if r.product_version < 2}
+            assert "Ridge 2 Tent" not in (served["text"] or ""), f"reader served v1 text after the category change: {served}"
+            assert not left, f"variants left at an old version after the category change: {left}"
+        finally:
+            await p.stop()
+            await store.close()
+            worker.stop()
+
+    asyncio.run(main())

@@ -96,6 +96,7 @@ def test_injected_claim_detector_is_not_blind():
     assert not injected_claims("The Free Spirit Tent.", {"title": "Free Spirit Tent"})
 
 
+@pytest.mark.slow
 def test_hostile_corpus_through_the_worker(rel_stack, tmp_path):
     from .hostile_e2e import run_hostile_e2e
 
@@ -107,5 +108,9 @@ def test_hostile_corpus_through_the_worker(rel_stack, tmp_path):
     assert not res.dlq_bad_letters, res.dlq_bad_letters[:10]
     assert res.products_current == res.products_expected, res.products_lost
     assert res.records > 0
+    other = [g for g in res.gate_failures if g[2] != "stale_irrelevant_variant"]
+    assert not other, other[:10]
+    # Known bug (see test_faults.py::test_category_change_leaves_no_stale_variant): a product whose category
+    # changes keeps the variants of audiences that are no longer relevant, at the old version, forever.
     assert not res.gate_failures, res.gate_failures[:10]
     assert not res.injected_published, res.injected_published[:10]

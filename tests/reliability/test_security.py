@@ -23,6 +23,8 @@ from descstream.schemas import DescriptionRecord, GateVerdict
 
 from .faults import DEFAULT_WORKER, Worker, isolated, settings_env
 
+pytestmark = pytest.mark.slow
+
 SECRET = "s3cr3t-Rel1ab1l1ty-" + os.urandom(6).hex()
 WRONG = "wr0ng-" + os.urandom(6).hex()
 

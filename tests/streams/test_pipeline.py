@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from models.audiences import audiences_for_category
 from streams.cli import _create_topics
 from streams.reader import get_descriptions
+from streams.profile import Profile
 from streams.redis_store import RedisStore, desc_key
 
 from .conftest import WorkerProc, isolated, wait_for
@@ -233,13 +234,43 @@ async def test_delete_is_versioned(pipe):
     assert out[MUG]["source"] == "deleted"
 
 
+async def changelog_profile(pipe, uid: str) -> Profile | None:
+    """The latest value of `uid` in the `user-profiles` table changelog (what a restarted worker restores)."""
+    topic = f"{pipe.settings.worker.app_id}-user-profiles-changelog"
+    consumer = AIOKafkaConsumer(topic, **pipe.settings.kafka.aiokafka_kwargs(), auto_offset_reset="earliest",
+                                group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    latest = None
+    try:
+        empty = 0
+        for _ in range(100):
+            batch = await consumer.getmany(timeout_ms=300)
+            empty = 0 if batch else empty + 1
+            for msgs in batch.values():
+                for m in msgs:
+                    if m.key == uid.encode() and m.value:
+                        latest = m.value
+            if empty >= 3:  # read to the end
+                break
+    finally:
+        await consumer.stop()
+    return Profile.loads(latest) if latest else None
+
+
 async def test_profiles_survive_worker_kill(pipe):
+    """SIGKILL right after the events were processed (no grace period, no flush timer to wait for):
+    after the restart the profile reflects every event exactly once."""
     t = pipe.settings.topics
+    before = pipe.metric("descstream_behaviour_total", outcome="ok")
     for i in range(2):  # two events: below MIN_EVENTS, still default
         await pipe.send(t.behavior, "u-2", behaviour("u-2", TENT, "view", minute=100 + i))
-    await asyncio.sleep(3.0)  # > profile flush interval
+
+    async def processed():
+        return pipe.metric("descstream_behaviour_total", outcome="ok") >= before + 2
+
+    await wait_for(processed, what="2 behaviour events processed")
+    pipe.worker.kill()  # SIGKILL
     assert await pipe.store.get_user_audience("u-2") is None
-    pipe.worker.kill()
     pipe.start_worker()
     await pipe.send(t.behavior, "u-2", behaviour("u-2", TENT, "view", minute=110))
 
@@ -251,3 +282,12 @@ async def test_profiles_survive_worker_kill(pipe):
     except AssertionError:
         print(pipe.worker.tail())
         raise
+
+    async def exact():
+        prof = await changelog_profile(pipe, "u-2")
+        return prof if prof is not None and prof.n >= 3 else None
+
+    prof = await wait_for(exact, timeout=30, what="u-2 profile in the changelog")
+    assert prof.n == 3, prof  # nothing lost, nothing counted twice (replays are skipped by offset)
+    assert prof.recent == [TENT] and prof.audience == "outdoor_adventurers"
+    assert pipe.metric("descstream_profile_flushes_total") >= 1

@@ -69,9 +69,6 @@ async def test_triton_generation_gate_embeddings_and_tags(triton_pipe):
     }
     for pid, p in products.items():
         await producer.send_and_wait(t.products, key=pid.encode(), value=orjson.dumps(p))
-    for i in range(4):
-        ev = {"user_id": "u-tri", "product_id": TENT, "event": "view", "ts": (T0 + timedelta(seconds=i)).isoformat()}
-        await producer.send_and_wait(t.behavior, key=b"u-tri", value=orjson.dumps(ev))
 
     async def tagged():
         cat = await store.r.hget(meta_key(UNTAGGED), "cat")
@@ -86,6 +83,10 @@ async def test_triton_generation_gate_embeddings_and_tags(triton_pipe):
             return got if all(expected[pid] <= set(got[pid]) for pid in expected) else None
 
         records = await wait_for(all_records, timeout=180, what=f"every (product, audience) record: {expected}")
+        # behaviour on the (now known) tent: the behaviour agent uses its category and Triton embedding
+        for i in range(4):
+            ev = {"user_id": "u-tri", "product_id": TENT, "event": "view", "ts": (T0 + timedelta(seconds=i)).isoformat()}
+            await producer.send_and_wait(t.behavior, key=b"u-tri", value=orjson.dumps(ev))
         await wait_for(lambda: _audience(store, "u-tri"), timeout=60, what="u-tri assigned an audience")
     except AssertionError:
         print(worker.tail())
