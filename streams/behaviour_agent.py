@@ -55,6 +55,7 @@ FEATURE_TTL_S = 60.0
 MISSING_TTL_S = 2.0
 HOT_PER_CATEGORY = 200
 SWITCH_CANDIDATES = 8
+KNOWN_VARIANT_TTL_S = 60.0  # a variant seen in Redis is not re-checked for this long
 
 # (category key, category, log(price) or None, unit embedding or None)
 Features = tuple[str | None, str | None, float | None, np.ndarray | None]
@@ -71,6 +72,7 @@ class BehaviourState:
         self.features: dict[str, Features | None] = {}
         self.feature_at: dict[str, float] = {}
         self.hot: dict[str, dict[str, float]] = defaultdict(dict)
+        self.known_variants: dict[tuple[str, str], float] = {}
 
     def stale_features(self, pid: str, now: float) -> bool:
         at = self.feature_at.get(pid)
@@ -160,22 +162,29 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
         the producer before it commits the batch's offsets."""
         wanted: list[tuple[str, str, float]] = []
         seen: set[tuple[str, str]] = set()
+        known = state.known_variants
         for prof, switched in changed.values():
             new = prof.audience
             if not switched or new == DEFAULT_AUDIENCE:
                 continue
             for pid, prio in state.candidates(prof, new):
-                if (pid, new) not in seen:
-                    seen.add((pid, new))
-                    wanted.append((pid, new, prio))
+                key = (pid, new)
+                if key not in seen:
+                    seen.add(key)
+                    at = known.get(key)
+                    if at is None or now - at > KNOWN_VARIANT_TTL_S:
+                        wanted.append((pid, new, prio))
         have = await store.set_user_audiences_and_check(
             [(uid, prof.audience) for uid, (prof, _sw) in changed.items()], [(pid, aud) for pid, aud, _ in wanted]
         )
         for prof, _sw in changed.values():
             prof.redis_at = now
+        if len(known) > 100_000:
+            known.clear()
         n = 0
         for (pid, aud, prio), exists in zip(wanted, have):
             if exists:
+                known[(pid, aud)] = now
                 continue
             req = {"product_id": pid, "audiences": [aud], "reason": "audience_switch", "priority": prio, "version": 0}
             await app.gen_topic.send(key=pid.encode(), value=orjson.dumps(req))  # type: ignore[attr-defined]

@@ -27,12 +27,12 @@ MAX_PRODUCTS = 200
 _ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
-def _pick(raw: bytes | None, audience: str) -> dict | None:
-    if raw is None:
-        return None
-    d = orjson.loads(raw)
-    gate = d.get("gate") or {}
-    if not gate.get("passed", False):
+_MISSING = {"text": None, "audience": None, "model_version": None, "product_version": None, "source": "missing"}
+
+
+def _record(payload: bytes, audience: str) -> dict | None:
+    d = orjson.loads(payload)
+    if not d["gate"]["passed"]:  # the Lua pre-filter matched text, this checks the parsed verdict
         return None
     return {
         "text": d["text"],
@@ -43,33 +43,25 @@ def _pick(raw: bytes | None, audience: str) -> dict | None:
     }
 
 
-def resolve(reply: list[Any], product_ids: Sequence[str]) -> tuple[str, dict[str, dict]]:
-    audience = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+def resolve(reply: bytes, product_ids: Sequence[str]) -> tuple[str, dict[str, dict]]:
+    """Parse `RedisStore.read_raw`'s reply (see `redis_store.READ`) into the per-product answers."""
+    parts = reply.split(b"\x1e")
+    audience = parts[0].decode()
     out: dict[str, dict] = {}
-    i = 1
-    for pid in product_ids:
-        kind, payload, deleted, version = reply[i : i + 4]
-        i += 4
+    for pid, part in zip(product_ids, parts[1:]):
+        kind, deleted, version, payload = part.split(b"\x1f", 3)
         if deleted == b"1":
             out[pid] = {"text": None, "audience": None, "model_version": None, "product_version": int(version), "source": "deleted"}
             continue
         rec = None
         if kind == b"a":
-            rec = _pick(payload, audience)
+            rec = _record(payload, audience)
         elif kind == b"d":
-            rec = _pick(payload, DEFAULT_AUDIENCE)
-        if rec is None:
-            if kind == b"s" and payload:
-                rec = {
-                    "text": payload.decode(),
-                    "audience": None,
-                    "model_version": None,
-                    "product_version": int(version) if version else None,
-                    "source": "seller",
-                }
-            else:
-                rec = {"text": None, "audience": None, "model_version": None, "product_version": None, "source": "missing"}
-        out[pid] = rec
+            rec = _record(payload, DEFAULT_AUDIENCE)
+        elif kind == b"s":
+            rec = {"text": payload.decode(), "audience": None, "model_version": None,
+                   "product_version": int(version) if version else None, "source": "seller"}
+        out[pid] = rec if rec is not None else dict(_MISSING)
     return audience, out
 
 

@@ -33,7 +33,7 @@ can never make state go backwards):
   can't resurrect the product), drops the seller text/facts and every cached description.
   Returns 1 deleted, 0 older than what is stored.
 * `READ`: the reader's single round trip: the user's audience plus, per product, the audience variant,
-  the default variant and the seller fallback.
+  the default variant and the seller fallback, returned as one delimited string.
 
 The Lua scripts touch several keys per call; they need a standalone/Sentinel Redis (for Redis Cluster,
 hash-tag keys per product first).
@@ -136,17 +136,21 @@ return 1
 """
 
 # KEYS: user, then (desc, meta) per product. ARGV: none.
-# Returns {audience, then per product: kind, payload, del, version}; kind: a = audience variant, d = default,
-# s = seller text, x = nothing. Only records whose gate passed qualify (plain-text check on the JSON).
+# Returns ONE string (one bulk reply parses far faster client-side than 4 elements per product):
+#   audience, then per product `RS kind US deleted US version US payload` (RS = \x1e, US = \x1f).
+# kind: a = audience variant, d = default, s = seller text, x = nothing. Only records whose gate passed
+# qualify (plain-text check on the JSON). The separators never occur inside a payload: JSON escapes
+# control characters and the contract rejects them in seller text.
 READ = """
+local US, RS = string.char(31), string.char(30)
 local aud = redis.call('HGET', KEYS[1], 'audience')
 if not aud then aud = 'default' end
 local out = {aud}
-local n = 2
+local n = 1
 for i = 2, #KEYS, 2 do
   local d = redis.call('HMGET', KEYS[i], aud, 'default')
   local m = redis.call('HMGET', KEYS[i + 1], 'del', 'v')
-  local kind, payload = 'x', false
+  local kind, payload = 'x', ''
   if aud ~= 'default' and d[1] and string.find(d[1], '"passed":true', 1, true) then
     kind, payload = 'a', d[1]
   elseif d[2] and string.find(d[2], '"passed":true', 1, true) then
@@ -155,10 +159,11 @@ for i = 2, #KEYS, 2 do
     local seller = redis.call('HGET', KEYS[i + 1], 'seller')
     if seller and seller ~= '' then kind, payload = 's', seller end
   end
-  out[n] = kind; out[n + 1] = payload; out[n + 2] = m[1]; out[n + 3] = m[2]
-  n = n + 4
+  out[n + 1] = RS; out[n + 2] = kind; out[n + 3] = US; out[n + 4] = m[1] or ''; out[n + 5] = US
+  out[n + 6] = m[2] or ''; out[n + 7] = US; out[n + 8] = payload
+  n = n + 8
 end
-return out
+return table.concat(out)
 """
 
 
@@ -417,7 +422,7 @@ class RedisStore:
         return raw.decode() if raw is not None else None
 
     # ---------------------------------------------------------------- reader
-    async def read_raw(self, user_id: str, product_ids: Sequence[str]) -> list[Any]:
+    async def read_raw(self, user_id: str, product_ids: Sequence[str]) -> bytes:
         keys = [user_key(user_id)]
         for pid in product_ids:
             keys.append(desc_key(pid))

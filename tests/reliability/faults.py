@@ -451,6 +451,36 @@ def metric(settings: Settings, name: str, **labels: str) -> float | None:
     return total
 
 
+async def committed_vs_end(settings: Settings, topic: str) -> dict:
+    """The worker group's committed offset and the log end offset per partition of `topic`."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    c = AIOKafkaConsumer(**settings.kafka.aiokafka_kwargs(), group_id=settings.worker.app_id, enable_auto_commit=False)
+    await c.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.topics.partitions)]
+        ends = await c.end_offsets(tps)
+        # end_offsets is unreliable on Tansu (see report notes): count the records instead
+        probe = AIOKafkaConsumer(**settings.kafka.aiokafka_kwargs(), group_id=None, auto_offset_reset="earliest")
+        await probe.start()
+        try:
+            probe.assign(tps)
+            counts = {tp.partition: 0 for tp in tps}
+            while True:
+                got = await probe.getmany(timeout_ms=1500)
+                if not got:
+                    break
+                for tp, ms in got.items():
+                    counts[tp.partition] = max(counts[tp.partition], ms[-1].offset + 1)
+        finally:
+            await probe.stop()
+        return {str(tp.partition): {"committed": await c.committed(tp), "end": counts[tp.partition],
+                                    "end_reported": ends.get(tp)} for tp in tps}
+    finally:
+        await c.stop()
+
+
 # ------------------------------------------------------------------------------------------ scenarios
 @dataclass
 class FaultResult:
@@ -574,6 +604,7 @@ async def scenario_redis_down(stack: LocalStack, run_dir: Path, d: Durations, se
         out = {"lost_before_worker_restart": v.lost,
                "events_in_products": metric(settings, "descstream_events_in_total", topic=settings.topics.products)}
         if v.lost:
+            out["offsets"] = await committed_vs_end(settings, settings.topics.products)
             worker.kill(signal.SIGKILL)
             worker.start()
             v2, _ = await drain(settings, load.expected, d.drain_timeout)
