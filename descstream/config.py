@@ -130,6 +130,26 @@ class WorkerSettings(BaseModel):
     broker_heartbeat_interval_s: float = 1.0
     broker_rebalance_timeout_s: float = 5.0
     max_field_bytes: int = Field(default=8192, ge=256, description="larger message fields are dead-lettered")
+    generation_max_attempts: int = Field(
+        default=6, ge=1,
+        description="generation attempts per (product, audience) before the faithful fallback is final",
+    )
+    generation_retry_base_s: float = Field(
+        default=2.0, ge=0,
+        description="backoff before the first generation retry; doubles per attempt (2, 4, 8, ... s)",
+    )
+    generation_retry_max_s: float = Field(default=60.0, ge=0, description="cap of the generation retry backoff")
+    generation_park_max_s: float = Field(
+        default=1.0, gt=0,
+        description="how long a batch of only not-yet-due retries waits before re-sending them",
+    )
+    behaviour_batch_size: int = Field(
+        default=1000, ge=1, description="max behaviour events per micro-batch (take_events, within 0.1 s)",
+    )
+    fake_model_version: str = Field(
+        default="fake-1", min_length=1,
+        description="model_version reported by the deterministic test generator (`worker --generator fake`)",
+    )
 
 
 class StackSettings(BaseModel):

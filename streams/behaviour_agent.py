@@ -1,6 +1,6 @@
 """Behaviour agent: user-behavior events -> interest profiles -> audience (with hysteresis) -> Redis.
 
-Micro-batched (`stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S)`), so the per-event cost stays close
+Micro-batched (`stream.take_events(WorkerSettings.behaviour_batch_size, within=BATCH_WITHIN_S)`), so the per-event cost stays close
 to Faust's own iteration cost:
 - product features (category key, log price, embedding) come from Redis product meta through an
   in-process cache, refreshed for a whole batch in one pipelined round trip (a hot product costs one
@@ -22,7 +22,9 @@ No timer-based write-behind.
 
 On an audience change the agent requests the variants the user is likely to see next that are missing:
 their recently viewed products and the hot products of their top categories, limited to products whose
-category the new audience is relevant for. A user's Redis key is also re-written when it is older than
+category the new audience is relevant for. Each request carries ``source_ms``, the time (ms) of the
+behaviour event that triggered the switch, so `descstream loadgen` measures event time -> Redis write for
+switches as it does for product changes. A user's Redis key is also re-written when it is older than
 half its TTL (refresh).
 """
 
@@ -49,8 +51,7 @@ from .validation import dead_letter, event_coords
 
 log = logging.getLogger(__name__)
 
-BATCH_MAX = 1000
-BATCH_WITHIN_S = 0.1
+BATCH_WITHIN_S = 0.1  # the batch size is WorkerSettings.behaviour_batch_size
 FEATURE_TTL_S = 60.0
 MISSING_TTL_S = 2.0
 HOT_PER_CATEGORY = 200
@@ -156,14 +157,15 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
         except Exception as exc:  # the embedding term is optional
             log.warning("audience embeddings unavailable (%s); scoring without them", exc)
 
-    async def write_switches(changed: dict[str, tuple[Profile, bool]], now: float) -> None:
+    async def write_switches(changed: dict[str, tuple[Profile, bool, int]], now: float) -> None:
         """Redis audience keys + which candidate variants exist (one pipelined round trip), then requests
-        for the missing variants of switched users. The sends are not awaited one by one: Faust flushes
-        the producer before it commits the batch's offsets."""
-        wanted: list[tuple[str, str, float]] = []
+        for the missing variants of switched users. `changed`: user -> (profile, switched, time in ms of
+        the behaviour event that switched it). The sends are not awaited one by one: Faust flushes the
+        producer before it commits the batch's offsets."""
+        wanted: list[tuple[str, str, float, int]] = []
         seen: set[tuple[str, str]] = set()
         known = state.known_variants
-        for prof, switched in changed.values():
+        for prof, switched, src_ms in changed.values():
             new = prof.audience
             if not switched or new == DEFAULT_AUDIENCE:
                 continue
@@ -173,20 +175,21 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
                     seen.add(key)
                     at = known.get(key)
                     if at is None or now - at > KNOWN_VARIANT_TTL_S:
-                        wanted.append((pid, new, prio))
+                        wanted.append((pid, new, prio, src_ms))
         have = await store.set_user_audiences_and_check(
-            [(uid, prof.audience) for uid, (prof, _sw) in changed.items()], [(pid, aud) for pid, aud, _ in wanted]
+            [(uid, prof.audience) for uid, (prof, _sw, _ms) in changed.items()], [(pid, aud) for pid, aud, _, _ in wanted]
         )
-        for prof, _sw in changed.values():
+        for prof, _sw, _ms in changed.values():
             prof.redis_at = now
         if len(known) > 100_000:
             known.clear()
         n = 0
-        for (pid, aud, prio), exists in zip(wanted, have):
+        for (pid, aud, prio, src_ms), exists in zip(wanted, have):
             if exists:
                 known[(pid, aud)] = now
                 continue
-            req = {"product_id": pid, "audiences": [aud], "reason": "audience_switch", "priority": prio, "version": 0}
+            req = {"product_id": pid, "audiences": [aud], "reason": "audience_switch", "priority": prio, "version": 0,
+                   "source_ms": src_ms}
             await app.gen_topic.send(key=pid.encode(), value=orjson.dumps(req))  # type: ignore[attr-defined]
             n += 1
         if n:
@@ -201,7 +204,7 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
         bump_hot = state.bump_hot
         assign = model.assign
         weights = WEIGHTS
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+        async for events in stream.take_events(settings.worker.behaviour_batch_size, within=BATCH_WITHIN_S):
             now = time.time()
             decoded = []
             need: set[str] = set()
@@ -222,7 +225,7 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
 
             dirty: dict[int, dict[bytes, Profile]] = {}
             dirty_event: dict[int, Any] = {}
-            changed: dict[str, tuple[Profile, bool]] = {}
+            changed: dict[str, tuple[Profile, bool, int]] = {}
             n_ok = n_unknown = n_replayed = 0
             for event, ev in decoded:
                 msg = event.message
@@ -259,17 +262,17 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
                 new = assign(prof)
                 if new != prof.audience:
                     prof.audience = new
-                    changed[uid] = (prof, True)
+                    changed[uid] = (prof, True, int(ev.ts.timestamp() * 1000))  # source_ms of the switch
                     metrics.AUDIENCE_SWITCHES.labels(to=new).inc()
                 elif new != DEFAULT_AUDIENCE and now - prof.redis_at > user_ttl_half and uid not in changed:
-                    changed[uid] = (prof, False)  # refresh the key's TTL (or re-write it after a crash)
+                    changed[uid] = (prof, False, 0)  # refresh the key's TTL (or re-write it after a crash)
 
             if changed:  # before the table writes: a crash in between re-derives the switch on replay
                 try:
                     await write_switches(changed, now)
                 except Exception as exc:  # Redis/broker hiccup: the switch is retried on the user's next event
                     log.warning("audience switch writes failed: %s", exc)
-                    for prof, switched in changed.values():
+                    for prof, switched, _ms in changed.values():
                         if switched:
                             prof.redis_at = 0.0
             n_written = 0

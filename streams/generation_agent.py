@@ -1,13 +1,23 @@
 """Generation agent: generation requests -> generator (Triton) -> faithfulness gate -> Redis + `descriptions`.
 
 Requests (key = product id, so one product always lands on the same partition and worker) are JSON:
-``{"product_id", "version", "audiences": [...], "reason": "product_change"|"audience_switch"|"retry",
-"priority", "attempt": 0, "not_before_ms": 0}``. The agent always writes for the product's *current* facts
-(Redis product meta), so a backlog of old versions collapses into one job per (product, audience).
+``{"product_id", "version", "audiences": [...], "reason": "product_change"|"audience_switch"|"replay"|
+"backfill"|"retry", "priority", "attempt": 0, "not_before_ms": 0, "source_ms", "model_version"}``
+(``attempt``/``not_before_ms`` only on retries, ``source_ms`` = the triggering event's time when known,
+``model_version`` only on model-upgrade requests). The agent always writes for the product's *current*
+facts (Redis product meta), so a backlog of old versions collapses into one job per (product, audience).
+
+Model-upgrade requests (``descstream backfill --model-version V`` sends ``reason: "backfill"``,
+``model_version: V``; their retries keep ``model_version``) are skipped only when the stored description
+for the current facts was produced by V (not merely "current for this product version"), or when this
+worker's generator is known to be another model than V (it cannot produce V). Their records are written
+in the CAS's *upgrade mode* (see `streams.redis_store`) when the text came from V, so V's text replaces an
+older model's text at the same (product version, source event time); a fallback never replaces a
+gate-passed generated text, and the other rules (never older, stale or deleted) still hold.
 
 Per micro-batch (`stream.take_events(batch_size, within=batch_timeout_s)`):
 1. split off *parked* retries (``not_before_ms`` in the future); if nothing else is due, wait (at most
-   `PARK_MAX_S`) for the earliest one; parked requests still not due are re-sent unchanged,
+   `WorkerSettings.generation_park_max_s`) for the earliest one; parked requests still not due are re-sent unchanged,
 2. coalesce duplicate jobs (same product + audience; the product's current version and the model
    version make them identical work; the lowest attempt count wins),
 3. skip what Redis already holds (a record for the current facts version, from the current model, or a
@@ -20,9 +30,10 @@ Per micro-batch (`stream.take_events(batch_size, within=batch_timeout_s)`):
 7. a *generation failure* (Triton down, breaker open, timeout) publishes the faithful fallback at once
    (model_version "none", reason recorded) so shoppers never see nothing, and schedules a retry: the
    request is re-enqueued on this topic with ``attempt + 1`` and ``not_before_ms`` = now + backoff
-   (`retry_base_s * 2**attempt`, capped at `retry_max_s`, never before an open breaker's reset). When a
-   retry succeeds, the generated text replaces the fallback (the CAS ranks generated above fallback at
-   the same stamp). After `max_attempts` attempts the fallback stays, counted as `gave_up`, until the
+   (`generation_retry_base_s * 2**attempt`, capped at `generation_retry_max_s`, never before an open
+   breaker's reset; all `WorkerSettings`). When a retry succeeds, the generated text replaces the
+   fallback (the CAS ranks generated above fallback at the same stamp). After
+   `generation_max_attempts` attempts the fallback stays, counted as `gave_up`, until the
    next request for that product (a product change or an audience switch). A non-retryable error
    (the request itself is bad) is not retried,
 8. CAS-write to Redis (Lua), publish the written records to `descriptions` and the retries to this topic,
@@ -57,10 +68,8 @@ from .validation import dead_letter, event_coords
 log = logging.getLogger(__name__)
 
 NO_MODEL = "none"
-MAX_ATTEMPTS = 6  # generation attempts per (product, audience) before the fallback is final
-RETRY_BASE_S = 2.0  # first retry after 2 s, then 4, 8, 16, 32 (capped at RETRY_MAX_S)
-RETRY_MAX_S = 60.0
-PARK_MAX_S = 1.0  # how long one batch of only not-yet-due retries waits before re-sending them
+# Retry budget/backoff and parking: WorkerSettings.generation_max_attempts, generation_retry_base_s,
+# generation_retry_max_s, generation_park_max_s (overridable per GenerationWorker for tests).
 
 Enqueue = Callable[[list[dict]], Awaitable[None]]
 
@@ -78,6 +87,7 @@ class Job:
     attempt: int = 0
     product: ProductUpsert | None = None
     version: int = 0
+    target_model: str | None = None  # model-upgrade request: the model version that should replace the text
 
 
 def coalesce(requests: list[dict]) -> dict[tuple[str, str], Job]:
@@ -86,16 +96,20 @@ def coalesce(requests: list[dict]) -> dict[tuple[str, str], Job]:
         pid = req["product_id"]
         prio = float(req.get("priority", 0.0))
         attempt = int(req.get("attempt", 0) or 0)
+        target = req.get("model_version")
+        target = target if isinstance(target, str) and target and target != NO_MODEL else None
         for aud in req.get("audiences") or ():
             key = (pid, aud)
             job = jobs.get(key)
             if job is None:
-                jobs[key] = Job(pid, aud, prio, str(req.get("reason", "")), attempt)
+                jobs[key] = Job(pid, aud, prio, str(req.get("reason", "")), attempt, target_model=target)
             else:
                 metrics.GEN_REQUESTS.labels(outcome="coalesced").inc()
                 if prio > job.priority:
                     job.priority, job.reason = prio, str(req.get("reason", ""))
                 job.attempt = min(job.attempt, attempt)  # fresh news resets the retry budget
+                if target is not None:  # an upgrade request merged with others keeps its upgrade
+                    job.target_model = target
     return jobs
 
 
@@ -119,20 +133,21 @@ class GenerationWorker:
         services: Services,
         enqueue: Enqueue | None = None,
         *,
-        max_attempts: int = MAX_ATTEMPTS,
-        retry_base_s: float = RETRY_BASE_S,
-        retry_max_s: float = RETRY_MAX_S,
-        park_max_s: float = PARK_MAX_S,
+        max_attempts: int | None = None,
+        retry_base_s: float | None = None,
+        retry_max_s: float | None = None,
+        park_max_s: float | None = None,
     ):
+        w = settings.worker
         self.settings = settings
         self.services = services
         self.model_version: str | None = getattr(services.generator, "model_version", None)
         self.outbox: list[dict] = []
         self.enqueue: Enqueue = enqueue or self._to_outbox
-        self.max_attempts = max(1, max_attempts)
-        self.retry_base_s = retry_base_s
-        self.retry_max_s = retry_max_s
-        self.park_max_s = park_max_s
+        self.max_attempts = max(1, w.generation_max_attempts if max_attempts is None else max_attempts)
+        self.retry_base_s = w.generation_retry_base_s if retry_base_s is None else retry_base_s
+        self.retry_max_s = w.generation_retry_max_s if retry_max_s is None else retry_max_s
+        self.park_max_s = w.generation_park_max_s if park_max_s is None else park_max_s
 
     async def _to_outbox(self, requests: list[dict]) -> None:
         self.outbox.extend(requests)
@@ -173,7 +188,17 @@ class GenerationWorker:
         for (job, fv), st in zip(todo, stored):
             if st is not None:
                 pv, mv, _src = st
-                if pv >= fv and mv != NO_MODEL and (self.model_version is None or mv == self.model_version):
+                fresh = pv >= fv and mv != NO_MODEL  # a real model's text (or its gate fallback) for these facts
+                target = job.target_model
+                if target is not None:
+                    if fresh and mv == target:  # produced by the requested model: nothing to upgrade
+                        metrics.GEN_REQUESTS.labels(outcome="already_current").inc()
+                        continue
+                    if fresh and self.model_version is not None and self.model_version != target:
+                        # this worker's generator is another model: its text could not replace the stored one
+                        metrics.GEN_REQUESTS.labels(outcome="upgrade_model_mismatch").inc()
+                        continue
+                elif fresh and (self.model_version is None or mv == self.model_version):
                     metrics.GEN_REQUESTS.labels(outcome="already_current").inc()
                     continue
             out.append(job)
@@ -250,10 +275,13 @@ class GenerationWorker:
                     delay = self.retry_delay_s(job.attempt, float(getattr(r, "retry_after_s", 0.0) or 0.0))
                     note = f"attempt {attempt}/{self.max_attempts}, retry in {delay:.1f}s"
                     metrics.GEN_REQUESTS.labels(outcome="retry_scheduled").inc()
-                    retries.append({
+                    retry = {
                         "product_id": job.product_id, "version": job.version, "audiences": [aud], "reason": "retry",
                         "priority": job.priority, "attempt": attempt, "not_before_ms": at_ms + int(delay * 1000),
-                    })
+                    }
+                    if job.target_model is not None:  # a retried upgrade stays an upgrade
+                        retry["model_version"] = job.target_model
+                    retries.append(retry)
                 text, source = self._fallback(product, aud), "fallback"
                 verdict = GateVerdict(passed=True, reasons=(f"fallback: generation failed ({note}): {message}",))
             records.append(
@@ -285,7 +313,9 @@ class GenerationWorker:
             results = await self._generate(chunk)
             records, again = self.build_records(chunk, results)
             retries += again
-            codes = await self.services.store.publish_codes(records)
+            # upgrade mode only for the requested model's own text (never for a generator-failure fallback)
+            upgrade = [j.target_model is not None and r.model_version == j.target_model for j, r in zip(chunk, records)]
+            codes = await self.services.store.publish_codes(records, upgrade)
             for rec, code in zip(records, codes):
                 result = {1: "written", 0: "not_newer", -1: "deleted", -2: "stale"}.get(code, "other")
                 metrics.REDIS_WRITES.labels(result=result).inc()

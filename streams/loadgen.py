@@ -15,8 +15,10 @@ Measurements, taken from outside the worker like a client would:
 * the `descriptions` topic (every record the worker wrote to Redis, sent after the write):
   trigger event time -> write time (the record's Kafka timestamp), p50/p95/p99; fallback and gate-rejection
   rates; output throughput;
-* the generation-requests topic: why each record was generated (`product_change` requests carry the
-  product event's time; `audience_switch` requests are timed from the request itself);
+* the generation-requests topic: why each record was generated and when its trigger happened
+  (`product_change` requests carry the product event's time, `audience_switch` requests the time of the
+  behaviour event that switched the user, both as `source_ms`; a request without it is timed from the
+  request itself);
 * the worker group's committed offsets vs the end offsets of its input topics, every second (lag, and
   consumption rate from the committed-offset deltas).
 

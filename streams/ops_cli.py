@@ -122,9 +122,14 @@ def backfill(
     wait: float = typer.Option(60.0, help="seconds to wait per batch for the worker to write"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list what would be regenerated, publish nothing"),
     restart: bool = typer.Option(False, help="ignore an existing checkpoint and start over"),
+    limit: Optional[int] = typer.Option(None, min=1, help="stop after this many products (run again to resume)"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
-    """Regenerate stale-model descriptions, hot products first; resumable (checkpoint of processed products)."""
+    """Regenerate stale-model descriptions, hot products first; resumable (checkpoint of processed products).
+
+    The running workers must already generate with MODEL_VERSION: the generation agent skips a pair only
+    when its stored text was produced by that version, and writes the new text in the Redis CAS's
+    upgrade mode (same product version and event time, different model)."""
     from descstream.config import load_settings
 
     from .replay import BackfillConfig, ReplayError, run_backfill
@@ -132,7 +137,7 @@ def backfill(
     settings = load_settings()
     cfg = BackfillConfig(
         model_version=model_version, checkpoint=checkpoint, batch=batch, rate=rate, hot_window_h=hot_window,
-        wait=wait, dry_run=dry_run, restart=restart, progress=progress,
+        wait=wait, dry_run=dry_run, restart=restart, progress=progress, max_products=limit,
     )
     try:
         summary = asyncio.run(run_backfill(settings, cfg))

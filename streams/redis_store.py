@@ -26,6 +26,17 @@ can never make state go backwards):
   stored stamp (or equal with a better rank: generated beats fallback); it is refused if the product is
   deleted at a version >= its own (no resurrection) or if the product's facts changed after its version
   (stale). Returns 1 written, 0 not newer, -1 deleted, -2 stale.
+
+  *Upgrade mode* (optional ARGV 7 = "1", ARGV 8 = the record's model version; `publish_codes(...,
+  upgrade=...)`): a model-upgrade backfill regenerates descriptions for the *same* product version and
+  source event time, which the plain rules refuse as duplicates. With the upgrade flag, an equal stamp is
+  also replaced when the record comes from a *different* model version than the stored record's
+  ``model_version`` and its rank is >= the stored rank (so a gate-passed generated text is never
+  replaced by a fallback). Everything else is unchanged: never an older stamp, never stale facts, never
+  a deleted product, never a rewrite by the same model version. The stored model version is read (cjson)
+  only on that equal-stamp, equal-rank path; without the flag the script behaves exactly as before.
+  The generation agent sets the flag only for records that came out of a request carrying a target
+  ``model_version`` (a backfill request or its retries) and whose text was produced by that model.
 * `META_UPSERT`: writes product meta only for a strictly newer version; an upsert at or below a
   tombstone's version is refused. Returns 2 written and facts changed, 1 written (facts unchanged,
   version bump), 0 duplicate/older, -1 tombstoned.
@@ -76,7 +87,7 @@ def to_ms(ts: datetime) -> int:
 RANK_FALLBACK = 1
 RANK_GENERATED = 2
 
-# KEYS: desc, meta. ARGV: audience, product_version, source_ms, rank, json, ttl
+# KEYS: desc, meta. ARGV: audience, product_version, source_ms, rank, json, ttl[, upgrade "1"|"0", model_version]
 DESC_CAS = """
 local aud = ARGV[1]
 local pv = tonumber(ARGV[2])
@@ -95,7 +106,17 @@ if stamp then
   if pv < spv then return 0 end
   if pv == spv then
     if st < sst then return 0 end
-    if st == sst and rank <= srk then return 0 end
+    if st == sst and rank < srk then return 0 end
+    if st == sst and rank == srk then
+      if ARGV[7] ~= '1' then return 0 end
+      local cur = redis.call('HGET', KEYS[1], aud)
+      local smv = false
+      if cur then
+        local ok, rec = pcall(cjson.decode, cur)
+        if ok and type(rec) == 'table' and type(rec['model_version']) == 'string' then smv = rec['model_version'] end
+      end
+      if smv == ARGV[8] then return 0 end
+    end
   end
 end
 redis.call('HSET', KEYS[1], aud, ARGV[5], aud .. '@v', ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[4])
@@ -215,15 +236,25 @@ class RedisStore:
         return bool(await self.r.ping())
 
     # ---------------------------------------------------------------- descriptions
-    async def publish(self, records: Sequence[DescriptionRecord]) -> list[bool]:
+    async def publish(
+        self, records: Sequence[DescriptionRecord], upgrade: bool | Sequence[bool] = False
+    ) -> list[bool]:
         """CAS-write records in one pipeline; True = written, False = skipped (older/dup/deleted/stale)."""
-        return [c == 1 for c in await self.publish_codes(records)]
+        return [c == 1 for c in await self.publish_codes(records, upgrade)]
 
-    async def publish_codes(self, records: Sequence[DescriptionRecord]) -> list[int]:
+    async def publish_codes(
+        self, records: Sequence[DescriptionRecord], upgrade: bool | Sequence[bool] = False
+    ) -> list[int]:
+        """CAS-write records (codes as `DESC_CAS`). `upgrade` (one flag for all, or one per record) enables
+        the model-upgrade mode: an equal stamp may be replaced by a different model version's record of
+        at least the same rank."""
         if not records:
             return []
+        flags = [bool(upgrade)] * len(records) if isinstance(upgrade, bool) else [bool(x) for x in upgrade]
+        if len(flags) != len(records):
+            raise ValueError(f"{len(flags)} upgrade flags for {len(records)} records")
         pipe = self.r.pipeline(transaction=False)
-        for rec in records:
+        for rec, up in zip(records, flags):
             await self._desc_cas(
                 keys=[desc_key(rec.product_id), meta_key(rec.product_id)],
                 args=[
@@ -233,6 +264,8 @@ class RedisStore:
                     record_rank(rec),
                     record_json(rec),
                     self.desc_ttl,
+                    "1" if up else "0",
+                    rec.model_version,
                 ],
                 client=pipe,
             )

@@ -35,9 +35,17 @@ Backfill
 --------
 `backfill --model-version V` walks every cached description (`ds:desc:*`), hottest products first
 (behaviour events per product over the last `--hot-window` hours of the behaviour topic; then by id), and
-requests regeneration of every (product, audience) whose record was not produced by V. Progress is a
-checkpoint file of processed products (atomic rewrite after each batch), so an interrupted backfill
-resumes where it stopped; `--restart` starts over.
+requests regeneration of every (product, audience) whose record was not produced by V
+(`reason: "backfill"`, `model_version: V`), one batch of products at a time, waiting up to `--wait` s per
+batch for the records to show V. The workers must already run model V: the generation agent skips a pair
+only when its stored text is V's, and writes V's text in the Redis CAS's *upgrade mode*, which lets a
+different model version replace a description of the same product version and event time (never a
+generated text by a fallback, never an older/stale/deleted one; see `streams.redis_store`).
+
+Progress is a checkpoint file of processed products (atomic rewrite after each batch), so an interrupted
+backfill (crash, Ctrl-C, or `--limit N` products) resumes where it stopped without re-requesting the
+products already processed; `--restart` starts over. A run after a complete backfill finds nothing
+stale and requests nothing.
 """
 
 from __future__ import annotations
@@ -531,18 +539,31 @@ async def stale_pairs(store: Any, model_version: str) -> dict[str, list[str]]:
 
     out: dict[str, list[str]] = {}
     prefix = f"{PREFIX}desc:".encode()
+    keys: list[bytes] = []
+
+    async def flush() -> None:
+        pipe = store.r.pipeline(transaction=False)
+        for k in keys:
+            pipe.hgetall(k)
+        for key, raw in zip(keys, await pipe.execute()):
+            pid = key[len(prefix):].decode()
+            for field_name, value in sorted(raw.items()):
+                if field_name.endswith(b"@v"):
+                    continue
+                try:
+                    mv = orjson.loads(value).get("model_version")
+                except (orjson.JSONDecodeError, AttributeError):
+                    mv = None
+                if mv != model_version:
+                    out.setdefault(pid, []).append(field_name.decode())
+        keys.clear()
+
     async for key in store.r.scan_iter(match=f"{PREFIX}desc:*", count=1000):
-        raw = await store.r.hgetall(key)
-        pid = key[len(prefix):].decode()
-        for field_name, value in raw.items():
-            if field_name.endswith(b"@v"):
-                continue
-            try:
-                mv = orjson.loads(value).get("model_version")
-            except orjson.JSONDecodeError:
-                mv = None
-            if mv != model_version:
-                out.setdefault(pid, []).append(field_name.decode())
+        keys.append(key)
+        if len(keys) >= 500:
+            await flush()
+    if keys:
+        await flush()
     return out
 
 
@@ -590,7 +611,8 @@ async def run_backfill(settings: Settings, cfg: BackfillConfig) -> dict[str, Any
                 fallback += f
                 ckpt.done.update(chunk)
                 ckpt.stats = {"requested": ckpt.stats.get("requested", 0) + len(pairs),
-                              "upgraded": ckpt.stats.get("upgraded", 0) + w}
+                              "upgraded": ckpt.stats.get("upgraded", 0) + w,
+                              "not_upgraded": ckpt.stats.get("not_upgraded", 0) + len(pairs) - w}
                 ckpt.save()
                 if bar is not None:
                     bar.update(task, completed=min(len(order), i + len(chunk)))

@@ -64,6 +64,9 @@ class FakeGenerator:
     `fail_products`: every request for those product ids fails (retryable, like Triton being down for them).
     `fail_times`: product id -> how many more calls fail before it succeeds (transient outage).
     `unfaithful_products`: the text invents facts (the gate must reject it).
+    `model_version`: the version stamped on every result (default "fake-1"; the worker's
+    `--generator fake` takes it from `WorkerSettings.fake_model_version`, so a test can "upgrade the
+    model" by restarting the worker with another value).
     """
 
     model_version = "fake-1"
@@ -73,7 +76,10 @@ class FakeGenerator:
         fail_products: Sequence[str] = (),
         unfaithful_products: Sequence[str] = (),
         fail_times: dict[str, int] | None = None,
+        model_version: str | None = None,
     ):
+        if model_version is not None:
+            self.model_version = model_version
         self.calls = 0
         self.texts = 0
         self.fail = set(fail_products)
@@ -149,7 +155,7 @@ class Services:
     def build(cls, settings: Settings, generator: str = "triton") -> "Services":
         store = RedisStore.from_settings(settings)
         if generator == "fake":
-            g = FakeGenerator()
+            g = FakeGenerator(model_version=settings.worker.fake_model_version)
             return cls(settings, store, g, g)
         if generator != "triton":
             raise ValueError(f"unknown generator {generator!r} (triton or fake)")

@@ -568,7 +568,7 @@ def render_markdown(report: Mapping[str, Any], machine: str = "", plots: Sequenc
         "all": "all records (incl. catalogue warm-up)",
         "steady": "during traffic, all triggers",
         "steady_product_change": "product update -> written",
-        "steady_audience_switch": "audience-switch request -> written",
+        "steady_audience_switch": "behaviour event (audience switch) -> written",
         "generated_all": "trigger -> generated (all)",
     }
     for key, x in lat.items():

@@ -384,7 +384,7 @@ def verify(settings: Settings, expected: dict[str, Expected]) -> Verdict:
     return v
 
 
-async def drain(settings: Settings, expected: dict[str, Expected], timeout: float, stall_s: float = 45.0) -> tuple[Verdict, float]:
+async def drain(settings: Settings, expected: dict[str, Expected], timeout: float, stall_s: float = 30.0) -> tuple[Verdict, float]:
     """Wait until every expected description is present at its newest version, `timeout` passes, or
     nothing changes for `stall_s` (a hung worker: no point waiting for the full timeout)."""
     t0 = time.monotonic()
@@ -572,7 +572,7 @@ async def scenario_triton_down(stack: LocalStack, run_dir: Path, d: Durations, s
         # after max_attempts it stays until the next request. Wait for the retries to land.
         t0 = time.monotonic()
         v = await asyncio.to_thread(verify, settings, load.expected)
-        while v.fallback_no_model and time.monotonic() - t0 < d.drain_timeout:
+        while v.fallback_no_model and time.monotonic() - t0 < min(d.drain_timeout, 90.0 if d.outage < 30 else 180.0):
             await asyncio.sleep(1.0)
             v = await asyncio.to_thread(verify, settings, load.expected)
         return {

@@ -29,10 +29,12 @@ def hostile_row(res: Any, unit_messages: int, unit_wrong: int, seconds: float) -
     """The hostile-input run as a report row (`res` is a `hostile_e2e.HostileResult`)."""
     return {
         "fault": "hostile inputs",
-        "load_eps": round(res.messages / res.produce_s, 1) if res.produce_s else None,
+        # the corpus is produced in a burst; the rate held is what the worker got through end to end
+        "load_eps": round(res.messages / (res.produce_s + res.settle_s), 1) if (res.produce_s + res.settle_s) else None,
         "expected": res.products_expected,
         "found": res.products_current,
-        "stale": len(res.gate_failures),  # a text that fails the gate against current facts is never acceptable
+        # a stored text that fails the gate against the product's current facts is stale (or unfaithful)
+        "stale": len(res.gate_failures),
         "lost": res.products_expected - res.products_current,
         "inputs": unit_messages + res.messages,
         "crashes": 0 if (res.worker_alive and res.sentinel_ok) else 1,
@@ -92,13 +94,19 @@ NOTES = [
     "holds several records; Faust's recovery then sees its (correct) persisted changelog offset above the 'highwater' "
     "and a restarted worker exits with ConsistencyError. The harness sets Faust's RECOVERY_CONSISTENCY_CHECK=false "
     "for the embedded broker only (DESCSTREAM_RELIABILITY_TANSU_WORKAROUND=0 reproduces the crash).",
-    "Triton outage: the generation agent retries (TritonSettings.max_retries, exponential backoff) and the client's "
-    "breaker opens after breaker_failures consecutive failures; then the faithful fallback is published with "
-    "model_version 'none' (no update lost, nothing stale). It is replaced only when a later request for that "
-    "(product, audience) arrives (product change or audience switch); nothing re-drives it when Triton recovers "
-    "(detail.fallback_model_none counts those left at the end).",
+    "Triton outage (streams/generation_agent.py): the Triton client retries UNAVAILABLE with backoff and its breaker "
+    "opens after breaker_failures consecutive failures (calls then fail fast with CircuitOpenError until "
+    "breaker_reset_s). A failed generation publishes the faithful fallback at once (model_version 'none', reason in "
+    "gate.reasons) and re-enqueues a retry on the generation-requests topic with exponential backoff (2, 4, 8, 16, "
+    "32 s; 6 attempts); a retry that succeeds replaces the fallback; after the last attempt it stays until the next "
+    "request for that (product, audience). Measured: no update lost or stale; but a retry whose text fails the gate "
+    "(always, with tiny models) cannot replace the 'none' fallback: the CAS ranks both fallbacks equally "
+    "(detail.none_fallbacks_left) - see the bug list.",
     "Redis outage: Redis is made to snapshot on shutdown (CONFIG SET save) so it returns with its data, as a "
-    "production Redis with persistence does.",
+    "production Redis with persistence does. A Redis error escapes the agents (Faust logs 'Crashed reason="
+    "network:ConnectionError' and restarts them); the worker then stops consuming, and the group's committed offsets "
+    "reach the log end although the updates were never written (detail.offsets, detail.events_in_products): a "
+    "fresh worker resumes past them, so they are lost for good (detail.lost_after_worker_restart).",
     "Wire contract, accepted by design or by pydantic's lax mode (hostile corpus kinds coercion:*, unicode:*): "
     "numeric strings for version/price ('7', '19.99'), integral floats (7.0), booleans as numbers (version true -> 1, "
     "price true -> 1.0), unix-epoch integers and naive dates for updated_at, duplicate JSON keys (last wins), "

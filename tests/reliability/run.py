@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         if "hostile" in wanted:
             t = time.monotonic()
             n_unit, wrong = _unit_level(10_000)
-            res = asyncio.run(run_hostile_e2e(stack, run_dir, 2000 if args.full else 1500))
+            res = asyncio.run(run_hostile_e2e(stack, run_dir, 2000 if args.full else 1000))
             rows.append(report.hostile_row(res, n_unit, wrong, time.monotonic() - t))
             print(report.table(rows[-1:]), flush=True)
         for name in wanted:

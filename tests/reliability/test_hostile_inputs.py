@@ -24,7 +24,7 @@ from descstream.schemas import InvalidEvent, decode_behavior, decode_product
 from . import hostile
 
 N_UNIT = 10_000
-N_E2E = int(os.environ.get("DESCSTREAM_RELIABILITY_HOSTILE_E2E", "1500"))
+N_E2E = int(os.environ.get("DESCSTREAM_RELIABILITY_HOSTILE_E2E", "1000"))
 
 
 @pytest.fixture(scope="module")

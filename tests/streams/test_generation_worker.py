@@ -117,3 +117,57 @@ async def test_parked_retries_are_resent_not_processed_early(infra):
     assert await w.handle([req]) == []
     assert w.outbox == [req] and gen.texts == 0
     await store.close()
+
+
+async def test_backfill_requests_upgrade_descriptions_to_the_new_model(infra):
+    """Model upgrade: fake-1 wrote the text; a fake-2 worker rewrites it only for backfill requests that
+    name fake-2, skips pairs fake-2 already wrote, and a worker on another model skips them."""
+    store = RedisStore.from_settings(infra)
+    pid = f"p-{uuid.uuid4().hex[:8]}"
+    await store.upsert_products([(product(pid, 1), "fh", None)])
+    auds = ["default", "outdoor_adventurers"]
+    old = worker(infra, store, FakeGenerator())
+    assert len(await old.process([{"product_id": pid, "audiences": auds, "reason": "product_change"}])) == 2
+    before = await store.get_records(pid)
+    assert {r.model_version for r in before.values()} == {"fake-1"}
+
+    gen2 = FakeGenerator(model_version="fake-2")
+    new = worker(infra, store, gen2)
+    # a plain request from the new model generates but cannot rewrite the same stamp (no upgrade flag)
+    assert await new.process([{"product_id": pid, "audiences": auds, "reason": "audience_switch"}]) == []
+    backfill = {"product_id": pid, "audiences": auds, "reason": "backfill", "priority": 1, "model_version": "fake-2"}
+    written = await new.process([backfill])
+    assert {(r.audience, r.model_version, r.source) for r in written} == {(a, "fake-2", "generated") for a in auds}
+    after = await store.get_records(pid)
+    assert all(after[a].product_version == 1 and after[a].source_event_time == before[a].source_event_time for a in auds)
+    # done: a repeated backfill request is skipped without generating
+    texts = gen2.texts
+    assert await new.process([backfill, backfill]) == [] and gen2.texts == texts
+    # a worker still on the old model skips upgrade requests it cannot serve (and never writes back)
+    old_texts = old.services.generator.texts
+    again = dict(backfill, model_version="fake-3")
+    assert await old.process([again]) == [] and old.services.generator.texts == old_texts
+    assert {r.model_version for r in (await store.get_records(pid)).values()} == {"fake-2"}
+    await store.close()
+
+
+async def test_backfill_retry_keeps_upgrade_and_settings_defaults(infra):
+    store = RedisStore.from_settings(infra)
+    pid = f"p-{uuid.uuid4().hex[:8]}"
+    await store.upsert_products([(product(pid, 1), "fh", None)])
+    w1 = worker(infra, store, FakeGenerator())
+    await w1.process([{"product_id": pid, "audiences": ["default"]}])
+    gen2 = FakeGenerator(model_version="fake-2", fail_times={pid: 1})
+    w2 = worker(infra, store, gen2, retry_base_s=0.05, park_max_s=0.5)
+    # defaults come from WorkerSettings
+    ws = infra.worker
+    assert (w1.max_attempts, w1.retry_base_s, w1.retry_max_s, w1.park_max_s) == (
+        ws.generation_max_attempts, ws.generation_retry_base_s, ws.generation_retry_max_s, ws.generation_park_max_s)
+    req = {"product_id": pid, "audiences": ["default"], "reason": "backfill", "model_version": "fake-2"}
+    assert await w2.handle([req]) == []  # generation failed: the "none" fallback never replaces fake-1's text
+    assert (await store.get_record(pid)).model_version == "fake-1"
+    assert [(r["reason"], r["model_version"], r["attempt"]) for r in w2.outbox] == [("retry", "fake-2", 1)]
+    batch, w2.outbox = w2.outbox, []
+    written = await w2.handle(batch)
+    assert [(r.model_version, r.source) for r in written] == [("fake-2", "generated")]
+    await store.close()

@@ -151,6 +151,38 @@ async def test_audience_switch_generates_missing_variants(pipe):
     rec = await wait_for(variant, what="missing tech variant regenerated")
     assert rec.source == "generated"
     assert pipe.metric("descstream_audience_switches_total", to="tech_enthusiasts") >= 1
+    # the switch's generation request carries the triggering behaviour event's time (loadgen latency)
+    event_ms = {int((T0 + timedelta(seconds=10 + i)).timestamp() * 1000) for i in range(3)}
+    switch = [r for r in await read_all(pipe.settings, t.generation_requests)
+              if r.get("reason") == "audience_switch" and r["product_id"] == PHONES and "tech_enthusiasts" in r["audiences"]]
+    assert switch and all(r.get("source_ms") in event_ms for r in switch), switch
+
+
+async def read_all(settings, topic: str) -> list[dict]:
+    """Every JSON value on `topic` up to its current end (group-less read, commits nothing)."""
+    from aiokafka import TopicPartition
+
+    c = AIOKafkaConsumer(**settings.kafka.aiokafka_kwargs(), group_id=None, enable_auto_commit=False)
+    await c.start()
+    try:
+        parts = c.partitions_for_topic(topic)
+        if not parts:
+            await c._client.force_metadata_update()  # noqa: SLF001
+            parts = c.partitions_for_topic(topic)
+        tps = [TopicPartition(topic, p) for p in sorted(parts or ())]
+        assert tps, f"topic {topic} has no partitions"
+        ends = await c.end_offsets(tps)
+        c.assign(tps)
+        await c.seek_to_beginning(*tps)
+        out: list[dict] = []
+        todo = {tp for tp in tps if ends[tp] > 0}
+        while todo:
+            for tp, msgs in (await c.getmany(*todo, timeout_ms=1000)).items():
+                out += [orjson.loads(m.value) for m in msgs if m.offset < ends[tp]]
+            todo = {tp for tp in todo if await c.position(tp) < ends[tp]}
+        return out
+    finally:
+        await c.stop()
 
 
 async def test_product_update_replaces_text_and_duplicates_cost_nothing(pipe):

@@ -25,9 +25,10 @@ def product(pid: str, version: int, **kw) -> ProductUpsert:
     return ProductUpsert(**base)
 
 
-def record(pid: str, audience: str, version: int, text: str, *, source="generated", minutes=None, passed=True) -> DescriptionRecord:
+def record(pid: str, audience: str, version: int, text: str, *, source="generated", minutes=None, passed=True,
+           model="m1") -> DescriptionRecord:
     return DescriptionRecord(
-        product_id=pid, audience=audience, text=text, source=source, model_version="m1", product_version=version,
+        product_id=pid, audience=audience, text=text, source=source, model_version=model, product_version=version,
         source_event_time=T0 + timedelta(minutes=version if minutes is None else minutes),
         generated_at=datetime.now(timezone.utc), gate=GateVerdict(passed=passed),
     )
@@ -64,6 +65,47 @@ async def test_cas_newer_wins_and_replays_never_overwrite(store):
     assert await store.publish([record(q, "default", 1, "generated")]) == [True]
     assert await store.publish([record(q, "default", 1, "fallback again", source="fallback")]) == [False]
     assert (await store.get_record(q)).text == "generated"
+
+
+async def test_cas_upgrade_mode_replaces_other_model_at_same_stamp_only(store):
+    """Model-upgrade backfill: same (product_version, source_event_time), different model version."""
+    p = pid()
+    await store.upsert_products([(product(p, 2), "fh2", None)])
+    assert await store.publish([record(p, "default", 2, "old model", model="m1")]) == [True]
+    # without the upgrade flag a new model cannot replace text of the same stamp (the pre-upgrade rule)
+    assert await store.publish([record(p, "default", 2, "new model", model="m2")]) == [False]
+    # a fallback from the new model never replaces gate-passed generated text, even as an upgrade
+    assert await store.publish([record(p, "default", 2, "m2 fallback", source="fallback", model="m2")], upgrade=True) == [False]
+    # the same model is a duplicate, even as an upgrade
+    assert await store.publish([record(p, "default", 2, "m1 again", model="m1")], upgrade=True) == [False]
+    # an older stamp is refused in upgrade mode too (older source time; older version = stale)
+    assert await store.publish([record(p, "default", 2, "older", model="m2", minutes=0)], upgrade=True) == [False]
+    assert await store.publish_codes([record(p, "default", 1, "v1", model="m2")], upgrade=True) == [-2]
+    assert (await store.get_record(p)).text == "old model"
+    # the upgrade itself
+    assert await store.publish([record(p, "default", 2, "new model", model="m2")], upgrade=True) == [True]
+    rec = await store.get_record(p)
+    assert rec.text == "new model" and rec.model_version == "m2"
+    assert await store.r.hget(desc_key(p), "default@v") == f"2 {int((T0 + timedelta(minutes=2)).timestamp() * 1000)} 2".encode()
+    # ... and a replay of the old model's write (upgrade or not) never brings the old text back
+    assert await store.publish([record(p, "default", 2, "old model", model="m1")], upgrade=[False]) == [False]
+    assert await store.publish([record(p, "default", 2, "m2 dup", model="m2")], upgrade=True) == [False]
+    # a newer product version still wins without any flag
+    await store.upsert_products([(product(p, 3, price=99.0), "fh3", None)])
+    assert await store.publish([record(p, "default", 3, "v3", model="m1")]) == [True]
+    # equal rank fallback -> fallback of another model: allowed as an upgrade; fallback -> generated always
+    q = pid()
+    await store.upsert_products([(product(q, 1), "fh", None)])
+    assert await store.publish([record(q, "default", 1, "fb m1", source="fallback", model="m1")]) == [True]
+    assert await store.publish([record(q, "default", 1, "fb m2", source="fallback", model="m2")]) == [False]
+    assert await store.publish([record(q, "default", 1, "fb m2", source="fallback", model="m2")], upgrade=True) == [True]
+    assert await store.publish([record(q, "default", 1, "gen m2", model="m2")]) == [True]
+    # never for a deleted product
+    await store.delete_product(q, 2, T0)
+    assert await store.publish_codes([record(q, "default", 1, "zombie", model="m3")], upgrade=True) == [-1]
+    # per-record flags must match the records
+    with pytest.raises(ValueError):
+        await store.publish_codes([record(q, "default", 1, "x")], upgrade=[True, False])
 
 
 async def test_pipelined_publish_mixed_results(store):
