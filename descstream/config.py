@@ -244,5 +244,14 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def child_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
+    """A child process's whole environment: `base` (default `os.environ`) without any inherited
+    `DESCSTREAM_*` variable, plus `settings_env(settings)` and the repository root on PYTHONPATH."""
+    env = {k: v for k, v in (os.environ if base is None else base).items() if not k.startswith("DESCSTREAM_")}
+    env.update(settings_env(settings))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
 def load_settings(**overrides: Any) -> Settings:
     return Settings(**overrides)

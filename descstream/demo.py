@@ -23,7 +23,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from descstream.config import Settings, settings_env
+from descstream.config import Settings, child_env
 from descstream.schemas import BehaviorEvent, ProductUpsert, encode
 from descstream.stack import LocalStack, StackError
 
@@ -128,7 +128,7 @@ def run_demo(settings: Settings, *, products: int = 4, users: int = 4, seed: int
         with open(worker_log, "ab") as log:
             worker = subprocess.Popen(
                 [sys.executable, "-m", "descstream.cli", "worker"],
-                env={**os.environ, **settings_env(settings)}, stdout=log, stderr=subprocess.STDOUT,
+                env=child_env(settings), stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         console.print(f"[dim]worker: pid {worker.pid}, log {worker_log}[/dim]")

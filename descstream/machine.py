@@ -50,6 +50,7 @@ def describe_machine() -> dict[str, object]:
         "measured_at": datetime.now(timezone.utc).isoformat(),
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
+        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
         "memory_gib": _mem_gib(),
         "gpu": None,
         "os": platform.platform(),

@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -143,26 +142,13 @@ async def run_load(client: Any, model: str, make_inputs: list[Any], concurrency:
 
 def machine(mode: str) -> dict[str, Any]:
     import torch
-    import transformers
 
-    cpu_model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from descstream.machine import describe_machine
+
     return {
-        "cpu_count": os.cpu_count(),
-        "cpu_model": cpu_model or platform.processor(),
-        "load_avg_at_start": list(os.getloadavg()),
+        **describe_machine(),
         "gpu": torch.cuda.is_available(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
         "torch_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
         "mode": mode,
         "tritonserver": "2.51.0 (nvidia-pytriton 0.7.0 bundle)",
         "client": "tritonclient.grpc.aio (Python)",

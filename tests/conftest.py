@@ -6,6 +6,7 @@ settings come only from what the fixtures build. Triton runs the repository in t
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,3 +57,29 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
 def stack(local_stack: LocalStack) -> Settings:
     """Settings pointing at a live broker, Redis and Triton (tiny models) on free ports."""
     return local_stack.settings
+
+
+@contextlib.contextmanager
+def broker_and_redis(run_dir: Path) -> Iterator[Settings]:
+    """A live broker + Redis (no Triton) with small rebalance timeouts, tiny batches and 2 partitions."""
+    from tests.support import FAST_WORKER
+
+    stack = make_stack(
+        run_dir,
+        services=("kafka", "redis"),
+        worker=dict(FAST_WORKER),
+        topics={"partitions": 2},
+        triton={"max_retries": 1, "backoff_s": 0.05},
+    )
+    stack.up()
+    try:
+        yield stack.settings
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Broker + Redis shared by the stream tests; they separate themselves with `tests.support.isolated`."""
+    with broker_and_redis(tmp_path_factory.mktemp("infra")) as settings:
+        yield settings

@@ -3,7 +3,7 @@ import time
 import pytest
 
 from descstream.schemas import GateVerdict, ProductUpsert
-from models.audiences import audiences_for_category, load_audiences
+from models.audiences import load_audiences
 from models.catalogue import FIXED_UPDATED_AT, generate_catalogue
 from models.gate import check, fallback_text
 

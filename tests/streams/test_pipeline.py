@@ -16,7 +16,7 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from models.audiences import audiences_for_category
-from streams.cli import _create_topics
+from streams.cli import create_topics_async
 from streams.reader import get_descriptions
 from streams.profile import Profile
 from streams.redis_store import RedisStore, desc_key
@@ -83,7 +83,7 @@ class Pipeline:
 async def pipe(infra, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pipeline")
     settings = isolated(infra, tmp)
-    await _create_topics(settings)
+    await create_topics_async(settings)
     p = Pipeline(settings, tmp)
     p.producer = AIOKafkaProducer(**settings.kafka.aiokafka_kwargs(), acks="all")
     await p.producer.start()

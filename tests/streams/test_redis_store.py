@@ -10,7 +10,7 @@ import pytest_asyncio
 
 from descstream.schemas import DescriptionRecord, GateVerdict, ProductUpsert
 from streams.reader import get_descriptions
-from streams.redis_store import RedisStore, desc_key, meta_key
+from streams.redis_store import RedisStore, desc_key
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 from descstream.schemas import ProductUpsert
 from models import gate as model_gate
 from models.audiences import audiences_for_category
-from streams.cli import _create_topics
+from streams.cli import create_topics_async
 from streams.redis_store import RedisStore, meta_key
 
 from .conftest import WorkerProc, isolated, wait_for
@@ -47,7 +47,7 @@ async def triton_pipe(stack, tmp_path_factory):
         models={"max_new_tokens": 24},
         triton={"timeout_s": 60.0},
     )
-    await _create_topics(settings)
+    await create_topics_async(settings)
     producer = AIOKafkaProducer(**settings.kafka.aiokafka_kwargs(), acks="all")
     await producer.start()
     store = RedisStore.from_settings(settings)
