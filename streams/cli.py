@@ -75,7 +75,7 @@ def run_worker(
     create_topics(settings)
     faust_app = create_app(settings, generator=generator, web_port=web_port, data_dir=data_dir, agents=agents)
     mport = settings.worker.metrics_port if metrics_port is None else metrics_port
-    metrics.serve(mport, "127.0.0.1")
+    metrics.serve(mport, settings.worker.metrics_host)
     worker = faust.Worker(faust_app, loglevel=loglevel, quiet=True)
     # Faust's progress spinner sets the root logger to DEBUG (handlers filter later), so every debug()
     # call in aiokafka/faust builds a LogRecord: ~4 per event on the behaviour path. No spinner, no cost.
