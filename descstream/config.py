@@ -111,7 +111,7 @@ class ModelSettings(BaseModel):
     embedder: str = "text_embedder"
     tagger: str = "product_tagger"
     mode: Literal["tiny", "real"] = "real"
-    max_new_tokens: int = Field(default=96, ge=1, le=512)
+    max_new_tokens: int = Field(default=160, ge=1, le=512, description="a cap: generation stops at the end token")
     temperature: float = Field(default=0.0, ge=0)
     seed: int = 0
 

@@ -70,7 +70,9 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
 
 
 def _norm(text: str) -> str:
-    return " " + " ".join(re.sub(r"[^a-z0-9.°%+\-]+", " ", text.lower().replace("-", " ")).split()) + " "
+    """Lower-case words and numbers: keeps decimal points ("1.8") but not sentence-final full stops."""
+    text = re.sub(r"\.(?!\d)", " ", text.lower().replace("-", " "))
+    return " " + " ".join(re.sub(r"[^a-z0-9.°%+]+", " ", text).split()) + " "
 
 
 def product_facts(product: Any) -> list[tuple[str, str]]:

@@ -37,9 +37,9 @@ def test_references_pass_gate_and_length_for_500_products():
         v = check(by_id[pid], aud, text)
         assert v.passed, (aud, text, v.reasons)
         words = len(text.split())
-        assert 30 <= words <= 90, (words, text)
+        assert 30 <= words <= 100, (words, text)
         sentences = [s for s in re.split(r"(?<=[.!?])\s+", text) if s]
-        assert 2 <= len(sentences) <= 4, text
+        assert 2 <= len(sentences) <= 6, text
     assert len(REFS) > 2000
 
 
@@ -73,11 +73,20 @@ def test_every_audience_gets_used_and_has_its_own_voice():
 
 
 def test_distinct_2_of_references():
-    # Corpus-level Distinct-2 falls as the corpus grows (0.37 at 300 texts, 0.28 at 600, 0.14 at 3000 for
-    # this template writer); the floor below guards against regressions to one fixed template, which
-    # scores ~0.05 here. Within one text, bigrams almost never repeat.
+    # Corpus-level Distinct-2 falls as the corpus grows; since references say *every* fact (coverage ~97%)
+    # they reuse more fact frames: 0.23 at 600 texts (0.28 when they said a third of the facts). The floor
+    # guards against a regression to one fixed template, which scores ~0.05 here. Within one text,
+    # bigrams almost never repeat.
     texts = [e.text for e in build_synthetic_examples(200, seed=3)]
     assert len(texts) == 600
-    assert distinct_n(texts, 2) >= 0.25
+    assert distinct_n(texts, 2) >= 0.2
     per_text = [distinct_n([t], 2) for t in texts]
     assert sum(per_text) / len(per_text) > 0.95
+
+
+def test_references_cover_the_facts():
+    from models.evaluate import coverage
+
+    by_id = {p.product_id: p for p in PRODUCTS}
+    cov = [coverage(by_id[pid], text) for (pid, _), text in REFS.items()]
+    assert sum(cov) / len(cov) >= 0.9

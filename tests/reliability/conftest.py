@@ -5,6 +5,7 @@ Fault tests stop and restart its services, so it is never the shared session `st
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -17,8 +18,14 @@ from .faults import reliability_stack
 @pytest.fixture(scope="session")
 def rel_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     stack = reliability_stack(tmp_path_factory.mktemp("reliability"))
-    stack.up()
+
+    def _interrupt(_sig, _frame):  # a SIGTERM (e.g. a CI timeout) still tears the services down
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
+        stack.up()
         yield stack
     finally:
         stack.down()
+        signal.signal(signal.SIGTERM, previous)

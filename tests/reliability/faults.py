@@ -135,6 +135,16 @@ def keep_redis_on_restart(settings: Settings) -> None:
 
 
 # ------------------------------------------------------------------------------------------ worker
+def _die_with_parent() -> None:
+    """In the child: SIGKILL it when the test process dies (a killed pytest must not leave workers behind)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # not Linux: best effort only
+        pass
+
+
 class Worker:
     def __init__(self, settings: Settings, log: Path, generator: str = "triton", loglevel: str = "info"):
         self.settings = settings
@@ -150,7 +160,7 @@ class Worker:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker", "--generator", self.generator, "--loglevel", self.loglevel],
             env=settings_env(self.settings), cwd=str(REPO_ROOT), stdout=fh, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
         )
         fh.close()
         self.starts += 1

@@ -54,7 +54,10 @@ def ok(rows: list[dict]) -> bool:
         r.get("lost") == 0 and r.get("stale") == 0 and r.get("crashes") == 0 and r.get("injected", 0) == 0
         and r.get("expected", 0) == r.get("found", -1)
         for r in rows
-    ) and all(r.get("detail", {}).get("dlq_missing", 0) == 0 and not r.get("detail", {}).get("dlq_unexpected") for r in rows)
+    ) and all(r.get("detail", {}).get("dlq_missing", 0) == 0 and not r.get("detail", {}).get("dlq_unexpected") for r in rows) and all(
+        # a generation-failure fallback must be replaced by a retry once Triton is back, unless it gave up
+        (r.get("detail", {}).get("none_fallbacks_left") or 0) <= (r.get("detail", {}).get("gave_up") or 0) for r in rows
+    )
 
 
 def table(rows: list[dict]) -> str:
