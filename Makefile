@@ -32,6 +32,9 @@ test-fast: install
 bench: install
 	$(VENV)/bin/descstream bench
 
+reliability: install
+	$(PY) -m tests.reliability.run --full --out bench/results/reliability.json
+
 stack-up: install
 	$(VENV)/bin/descstream stack up
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import unicodedata
 from datetime import datetime, timezone
 from typing import Annotated, Literal, Union
 
@@ -37,8 +38,9 @@ DEFAULT_AUDIENCE = "default"
 def _no_control_chars(value: str) -> str:
     if any((ord(c) < 32 and c not in "\t\n") or 0x7F <= ord(c) < 0xA0 for c in value):
         raise ValueError("control characters are not allowed")
-    # Unicode bidi overrides and zero-width tricks are rejected: they hide text from human review.
-    if any(c in value for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200b\u200c\u200d\ufeff"):
+    # Unicode format characters (category Cf: bidi overrides, zero-width joiners, word joiners, the tag
+    # block used to smuggle hidden instructions, soft hyphens) hide text from human review: rejected.
+    if any(unicodedata.category(c) == "Cf" for c in value if ord(c) > 0x7F):
         raise ValueError("invisible or bidirectional-override characters are not allowed")
     return value
 
@@ -52,7 +54,7 @@ class ProductUpsert(_Event):
 
     op: Literal["upsert"] = "upsert"
     product_id: Identifier
-    version: int = Field(ge=0, le=2**53)
+    version: int = Field(ge=0, le=2**53, strict=True)
     updated_at: datetime
     title: str = Field(min_length=1, max_length=MAX_TITLE)
     category: str | None = Field(default=None, max_length=MAX_TITLE)
@@ -93,7 +95,7 @@ class ProductUpsert(_Event):
 class ProductDelete(_Event):
     op: Literal["delete"]
     product_id: Identifier
-    version: int = Field(ge=0, le=2**53)
+    version: int = Field(ge=0, le=2**53, strict=True)
     updated_at: datetime
 
 

@@ -75,9 +75,13 @@ def _dir_bytes(path: Path) -> int:
 
 def _publish(model_dir: Path, build: Any, module: str) -> Path:
     """Assemble a version in a temp folder via `build(tmp)`, then move it to `<model_dir>/<N>/`."""
-    model_dir.mkdir(parents=True, exist_ok=True)
-    lock_path = model_dir / ".export.lock"
     import fcntl
+    import hashlib
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    # the lock lives outside the repository (Triton and git should never see it)
+    key = hashlib.blake2b(str(model_dir.resolve()).encode(), digest_size=8).hexdigest()
+    lock_path = Path(tempfile.gettempdir()) / f"descstream-export-{key}.lock"
 
     with open(lock_path, "a+") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
@@ -86,6 +90,8 @@ def _publish(model_dir: Path, build: Any, module: str) -> Path:
         try:
             build(tmp, n)
             (tmp / "model.py").write_text(shim_text(module))
+            for path in tmp.rglob("*"):  # readable by the Triton server's user (peft writes 0600)
+                path.chmod(0o755 if path.is_dir() else 0o644)
             tmp.chmod(0o755)
             target = model_dir / str(n)
             if placeholder:

@@ -83,8 +83,9 @@ CONTROL = [chr(c) for c in range(0, 32) if chr(c) not in "\t\n"] + ["\x7f"] + [c
 # Look-alikes (Cyrillic/Greek/fullwidth) are legal text: accepted, and the gate treats them as data.
 HOMOGLYPHS = {"a": "\u0430", "e": "\u0435", "o": "\u043e", "p": "\u0440", "c": "\u0441", "x": "\u0445",
               "i": "\u0456", "F": "\uff26", "r": "\u0433", "S": "\u0405"}
-# Invisible characters the contract does NOT list today (accepted; hardening candidates, see report).
-UNLISTED_INVISIBLE = ("\u2060", "\u2061", "\u2062", "\u2063", "\u2064", "\u180e", "\U000e0041\U000e0042")
+# Other invisible format characters (Unicode category Cf): word joiners, the tag block used to smuggle
+# hidden instructions. The contract rejects every Cf character.
+OTHER_INVISIBLE = ("\u2060", "\u2061", "\u2062", "\u2063", "\u2064", "\u180e", "\U000e0041\U000e0042")
 
 TITLES = ("Ridge 2 Tent", "Pulse ANC Headphones", "Stoneware Mug", "Trail Running Shoe", "Desk Lamp",
           "Cotton Throw Blanket", "Steel Water Bottle", "Wooden Puzzle Set")
@@ -338,23 +339,22 @@ class _Gen:
         return self.ok_product(d, "extra_field")
 
     def family_coercion(self) -> HostileMessage:
-        """Lax coercions the contract accepts today (documented): numeric strings, integral floats, epochs."""
+        """Coercions: `version` must be a JSON integer (a string or float version is rejected, since versions
+        order every write); a numeric-string price and an epoch `updated_at` are accepted."""
         d = self.product()
         choice = self.r.randrange(4)
-        if choice == 0:
-            d["version"] = str(d["version"])
-        elif choice == 1:
-            d["version"] = float(d["version"])
+        if choice in (0, 1):
+            d["version"] = str(d["version"]) if choice == 0 else float(d["version"])
+            self.version -= 1  # not accepted: keep the accepted version sequence dense
+            return self.bad_product_dict(d, "coercion:version_type")
         elif choice == 2:
             d["price"] = str(d["price"])
         else:
             d["updated_at"] = int((T0 + timedelta(seconds=d["version"])).timestamp())
-        msg = self.ok_product(d, "coercion:accepted")
-        msg.version = int(float(d["version"]))
-        return msg
+        return self.ok_product(d, "coercion:accepted")
 
     def family_unicode_ok(self) -> HostileMessage:
-        """Homoglyphs, RTL scripts, emoji, CJK, combining marks, unlisted invisibles: legal data."""
+        """Homoglyphs, RTL scripts, emoji, CJK, combining marks: legal data. Hidden format characters: rejected."""
         r = self.r
         d = self.product()
         choice = r.randrange(6)
@@ -375,8 +375,9 @@ class _Gen:
             d["title"] = "Z\u0335\u0321a\u0336\u0327l\u0334\u0328g\u0337o " + d["title"]
             kind = "unicode:combining"
         else:
-            d["description"] = "Hidden" + r.choice(UNLISTED_INVISIBLE) + " text. " + d["description"]
-            kind = "unicode:unlisted_invisible"
+            d["description"] = "Hidden" + r.choice(OTHER_INVISIBLE) + " text. " + d["description"]
+            self.version -= 1  # not accepted: keep the accepted version sequence dense
+            return self.bad_product_dict(d, "chars:format_invisible")
         return self.ok_product(d, kind)
 
     def family_injection(self) -> HostileMessage:
