@@ -150,6 +150,30 @@ class WorkerSettings(BaseModel):
         default="fake-1", min_length=1,
         description="model_version reported by the deterministic test generator (`worker --generator fake`)",
     )
+    recovery_consistency_check: bool = Field(
+        default=True,
+        description="Faust's table-recovery consistency check (a persisted changelog offset above the topic's "
+        "end offset is an error). Keep True on Apache Kafka; the embedded broker (Tansu) reports a wrong end "
+        "offset, so the local stack, the demo and the tests set it False for that broker only",
+    )
+    redis_socket_timeout_s: float = Field(
+        default=5.0, gt=0, description="Redis socket read/write timeout of the workers (a hung Redis fails fast)",
+    )
+    redis_socket_connect_timeout_s: float = Field(default=2.0, gt=0, description="Redis connect timeout of the workers")
+    redis_health_check_interval_s: int = Field(
+        default=15, ge=0, description="PING an idle pooled Redis connection before reuse after this many seconds (0 = off)",
+    )
+    redis_retry_base_s: float = Field(
+        default=0.05, gt=0,
+        description="first backoff after a transient Redis error (connection refused/reset, timeout, LOADING, "
+        "READONLY); doubles per attempt, with jitter",
+    )
+    redis_retry_max_delay_s: float = Field(default=2.0, gt=0, description="cap of one Redis retry backoff")
+    redis_retry_give_up_s: float = Field(
+        default=0.0, ge=0,
+        description="how long the workers retry a Redis operation through an outage before the error escapes "
+        "(and the worker exits without acknowledging the batch); 0 = retry until Redis is back",
+    )
 
 
 class StackSettings(BaseModel):

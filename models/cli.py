@@ -51,7 +51,7 @@ def train_generator_cmd(
     schedule: str = typer.Option("cosine", "--schedule", help="cosine | linear"),
     batch_size: int = typer.Option(8, "--batch-size"),
     grad_accum: int = typer.Option(1, "--grad-accum"),
-    max_len: int = typer.Option(384, "--max-len", help="Max tokens per example (prompt + target)."),
+    max_len: int = typer.Option(448, "--max-len", help="Max tokens per example (prompt + target)."),
     epochs: float = typer.Option(3.0, "--epochs"),
     max_steps: Optional[int] = typer.Option(None, "--max-steps"),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Wall-clock budget for training."),
@@ -118,7 +118,7 @@ def eval_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="Output dir for eval.json/eval.md/eval.png (default: <run>/eval)."),
     limit: int = typer.Option(40, "--limit", help="Held-out products to evaluate (0 = all)."),
     audiences: int = typer.Option(2, "--audiences", help="Audiences per product."),
-    max_new_tokens: int = typer.Option(96, "--max-new-tokens"),
+    max_new_tokens: int = typer.Option(160, "--max-new-tokens", help="A cap: generation stops at <|im_end|> (matches ModelSettings.max_new_tokens)."),
     batch_size: int = typer.Option(8, "--batch-size"),
     no_base: bool = typer.Option(False, "--no-base", help="Skip the base model."),
     test_file: Optional[Path] = typer.Option(None, "--test-file", help="Examples JSONL (models.dataset format) instead of the run's test split."),
@@ -169,7 +169,7 @@ def generate_cmd(
     via: str = typer.Option("auto", "--via", help="auto | triton | local"),
     model: Optional[Path] = typer.Option(None, "--model", help="Version dir / run dir / artefact dir (local). Default: latest exported version."),
     batch_size: int = typer.Option(8, "--batch-size"),
-    max_new_tokens: int = typer.Option(96, "--max-new-tokens"),
+    max_new_tokens: int = typer.Option(160, "--max-new-tokens", help="A cap: generation stops at <|im_end|> (matches ModelSettings.max_new_tokens)."),
     tiny: bool = typer.Option(False, "--tiny", help="Use the tiny random model (tests)."),
 ) -> None:
     """Generate + gate descriptions for a products file; bad lines are reported, not fatal."""
@@ -186,7 +186,7 @@ def generate_cmd(
         raise typer.Exit(2)
     con.print(
         f"{rep.products} products -> {rep.outputs} descriptions ({rep.generated} generated, {rep.fallback} fallback) "
-        f"via {rep.via} [{rep.model_version}] in {rep.seconds:.1f}s; {len(rep.errors)} bad line(s)"
+        f"via {rep.via} (model {rep.model_version}) in {rep.seconds:.1f}s; {len(rep.errors)} bad line(s)"
     )
 
 

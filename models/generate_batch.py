@@ -83,7 +83,7 @@ def read_products(path: str | Path, report: BatchReport) -> list[tuple[int, Any]
 
 
 class LocalBackend:
-    def __init__(self, version_dir: Path | None, batch_size: int = 8, max_new_tokens: int = 96, tiny: bool = False) -> None:
+    def __init__(self, version_dir: Path | None, batch_size: int = 8, max_new_tokens: int = 160, tiny: bool = False) -> None:
         from models import base_model, generation
 
         if tiny:
@@ -114,7 +114,7 @@ class TritonBackend:
     Per-item request errors come back as `None` texts (-> fallback text + an error line in the report).
     """
 
-    def __init__(self, max_new_tokens: int = 96) -> None:
+    def __init__(self, max_new_tokens: int = 160) -> None:
         import asyncio
 
         from descstream.config import load_settings
@@ -172,7 +172,7 @@ def run_batch(
     via: str = "local",
     model: str | Path | None = None,
     batch_size: int = 8,
-    max_new_tokens: int = 96,
+    max_new_tokens: int = 160,
     tiny: bool = False,
     log: Any = None,
 ) -> BatchReport:

@@ -82,7 +82,7 @@ def clean_output(text: str) -> str:
 def generate_texts(
     gen: Generator,
     prompts: Sequence[str],
-    max_new_tokens: int = 96,
+    max_new_tokens: int = 160,
     batch_size: int = 8,
     max_prompt_tokens: int = 512,
 ) -> tuple[list[str], dict]:

@@ -65,7 +65,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.1
     batch_size: int = 8
     grad_accum: int = 1
-    max_len: int = 384
+    max_len: int = 448
     epochs: float = 3.0
     max_steps: int | None = None
     max_minutes: float | None = None

@@ -3,7 +3,9 @@
 `create_app(settings, services)` returns a `faust.App` with the product, behaviour and generation agents
 registered (each in its own module) plus the consumer-lag timer. Delivery is at-least-once (the
 embedded broker has no transactions, and neither do we need them): every sink is idempotent (the Redis
-writes are versioned compare-and-set in Lua), so re-processing after a crash is harmless.
+writes are versioned compare-and-set in Lua), so re-processing after a crash is harmless. An agent never
+acknowledges a batch it failed on: Redis outages are retried inside `RedisStore`, any other error exits the
+process without acknowledging (`streams/fatal.py`).
 """
 
 from __future__ import annotations
@@ -81,6 +83,10 @@ def create_app(
         producer_acks=-1,
         # table changelog records of a micro-batch are queued together: let them share produce requests
         producer_linger=0.005,
+        # True on Apache Kafka. The embedded broker (Tansu) reports a wrong end offset (its last batch's base
+        # offset + 1), so recovery would find its own persisted offset "above the highwater" and exit with
+        # ConsistencyError: the local stack, demo and tests set WorkerSettings.recovery_consistency_check=False.
+        recovery_consistency_check=w.recovery_consistency_check,
         **kw,
     )
     services = services or Services.build(settings, generator=generator)

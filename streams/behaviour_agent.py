@@ -44,6 +44,7 @@ from descstream.config import Settings
 from descstream.schemas import DEFAULT_AUDIENCE, InvalidEvent, decode_behavior
 
 from . import metrics
+from .fatal import crash_worker
 from .profile import WEIGHTS, AudienceModel, Profile, category_key, decode_embedding
 from .services import Services
 from .tables import raw_table, table_get, table_set_many
@@ -205,90 +206,89 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
         assign = model.assign
         weights = WEIGHTS
         async for events in stream.take_events(settings.worker.behaviour_batch_size, within=BATCH_WITHIN_S):
-            now = time.time()
-            decoded = []
-            need: set[str] = set()
-            for event in events:
-                try:
-                    ev = decode_behavior(event.value, max_bytes)
-                except InvalidEvent as exc:
-                    topic, part, off, key = event_coords(event)
-                    dl = dead_letter(topic=topic, partition=part, offset=off, key=key, value=event.value, reason=str(exc))
-                    await app.dlq_topic.send(key=key, value=orjson.dumps(dl.model_dump(mode="json")))  # type: ignore[attr-defined]
-                    continue
-                decoded.append((event, ev))
-                pid = ev.product_id
-                if pid is not None and pid not in need and stale(pid, now):
-                    need.add(pid)
-            if need:
-                await state.fetch_features(list(need), now)
+            try:
+                now = time.time()
+                decoded = []
+                need: set[str] = set()
+                for event in events:
+                    try:
+                        ev = decode_behavior(event.value, max_bytes)
+                    except InvalidEvent as exc:
+                        topic, part, off, key = event_coords(event)
+                        dl = dead_letter(topic=topic, partition=part, offset=off, key=key, value=event.value, reason=str(exc))
+                        await app.dlq_topic.send(key=key, value=orjson.dumps(dl.model_dump(mode="json")))  # type: ignore[attr-defined]
+                        continue
+                    decoded.append((event, ev))
+                    pid = ev.product_id
+                    if pid is not None and pid not in need and stale(pid, now):
+                        need.add(pid)
+                if need:
+                    await state.fetch_features(list(need), now)
 
-            dirty: dict[int, dict[bytes, Profile]] = {}
-            dirty_event: dict[int, Any] = {}
-            changed: dict[str, tuple[Profile, bool, int]] = {}
-            n_ok = n_unknown = n_replayed = 0
-            for event, ev in decoded:
-                msg = event.message
-                part = msg.partition
-                uid = ev.user_id
-                cache = profiles[part]
-                prof = cache.get(uid)
-                if prof is None:
-                    raw = table_get(table, event, uid.encode())
-                    prof = Profile.loads(raw) if raw else Profile()
-                    cache[uid] = prof
-                off = msg.offset
-                if off <= prof.off:  # already applied (and written) before a crash/rebalance: skip
-                    n_replayed += 1
-                    continue
-                prof.off = off
-                pid = ev.product_id
-                ck = logp = emb = None
-                if pid is not None:
-                    f = features.get(pid)
-                    if f is None:
-                        n_unknown += 1
-                    else:
-                        ck, _cat, logp, emb = f
-                        if ck is not None:
-                            bump_hot(ck, pid, 1.0)
-                prof.apply(weights.get(ev.event, 1.0), ev.ts.timestamp(), pid, ck, logp, emb, ev.query)
-                d = dirty.get(part)
-                if d is None:
-                    d = dirty[part] = {}
-                d[uid.encode()] = prof
-                dirty_event[part] = event
-                n_ok += 1
-                new = assign(prof)
-                if new != prof.audience:
-                    prof.audience = new
-                    changed[uid] = (prof, True, int(ev.ts.timestamp() * 1000))  # source_ms of the switch
-                    metrics.AUDIENCE_SWITCHES.labels(to=new).inc()
-                elif new != DEFAULT_AUDIENCE and now - prof.redis_at > user_ttl_half and uid not in changed:
-                    changed[uid] = (prof, False, 0)  # refresh the key's TTL (or re-write it after a crash)
+                dirty: dict[int, dict[bytes, Profile]] = {}
+                dirty_event: dict[int, Any] = {}
+                changed: dict[str, tuple[Profile, bool, int]] = {}
+                n_ok = n_unknown = n_replayed = 0
+                for event, ev in decoded:
+                    msg = event.message
+                    part = msg.partition
+                    uid = ev.user_id
+                    cache = profiles[part]
+                    prof = cache.get(uid)
+                    if prof is None:
+                        raw = table_get(table, event, uid.encode())
+                        prof = Profile.loads(raw) if raw else Profile()
+                        cache[uid] = prof
+                    off = msg.offset
+                    if off <= prof.off:  # already applied (and written) before a crash/rebalance: skip
+                        n_replayed += 1
+                        continue
+                    prof.off = off
+                    pid = ev.product_id
+                    ck = logp = emb = None
+                    if pid is not None:
+                        f = features.get(pid)
+                        if f is None:
+                            n_unknown += 1
+                        else:
+                            ck, _cat, logp, emb = f
+                            if ck is not None:
+                                bump_hot(ck, pid, 1.0)
+                    prof.apply(weights.get(ev.event, 1.0), ev.ts.timestamp(), pid, ck, logp, emb, ev.query)
+                    d = dirty.get(part)
+                    if d is None:
+                        d = dirty[part] = {}
+                    d[uid.encode()] = prof
+                    dirty_event[part] = event
+                    n_ok += 1
+                    new = assign(prof)
+                    if new != prof.audience:
+                        prof.audience = new
+                        changed[uid] = (prof, True, int(ev.ts.timestamp() * 1000))  # source_ms of the switch
+                        metrics.AUDIENCE_SWITCHES.labels(to=new).inc()
+                    elif new != DEFAULT_AUDIENCE and now - prof.redis_at > user_ttl_half and uid not in changed:
+                        changed[uid] = (prof, False, 0)  # refresh the key's TTL (or re-write it after a crash)
 
-            if changed:  # before the table writes: a crash in between re-derives the switch on replay
-                try:
+                if changed:  # before the table writes: a crash in between re-derives the switch on replay
+                    # Redis outages are retried inside RedisStore; anything else crashes the worker before
+                    # the batch is acknowledged, so the replay re-derives the switch (and its requests).
                     await write_switches(changed, now)
-                except Exception as exc:  # Redis/broker hiccup: the switch is retried on the user's next event
-                    log.warning("audience switch writes failed: %s", exc)
-                    for prof, switched, _ms in changed.values():
-                        if switched:
-                            prof.redis_at = 0.0
-            n_written = 0
-            for part, users in dirty.items():
-                table_set_many(table, dirty_event[part], ((k, p.dumps()) for k, p in users.items()))
-                n_written += len(users)
-            batch_hist.observe(len(events))
-            events_in.inc(len(events))
-            if n_ok:
-                ok_counter.inc(n_ok)
-            if n_unknown:
-                unknown_counter.inc(n_unknown)
-            if n_replayed:
-                replayed_counter.inc(n_replayed)
-            if n_written:
-                metrics.PROFILE_FLUSHES.inc(n_written)
+                n_written = 0
+                for part, users in dirty.items():
+                    table_set_many(table, dirty_event[part], ((k, p.dumps()) for k, p in users.items()))
+                    n_written += len(users)
+                batch_hist.observe(len(events))
+                events_in.inc(len(events))
+                if n_ok:
+                    ok_counter.inc(n_ok)
+                if n_unknown:
+                    unknown_counter.inc(n_unknown)
+                if n_replayed:
+                    replayed_counter.inc(n_replayed)
+                if n_written:
+                    metrics.PROFILE_FLUSHES.inc(n_written)
+            except Exception as exc:  # anything else: exit WITHOUT acknowledging this batch (streams/fatal.py)
+                crash_worker("behaviour", exc)
 
     @app.on_partitions_assigned.connect
     async def _assigned(_app: Any, assigned: Any = None, **kw: Any) -> None:

@@ -32,12 +32,17 @@ Per micro-batch (`stream.take_events(batch_size, within=batch_timeout_s)`):
    request is re-enqueued on this topic with ``attempt + 1`` and ``not_before_ms`` = now + backoff
    (`generation_retry_base_s * 2**attempt`, capped at `generation_retry_max_s`, never before an open
    breaker's reset; all `WorkerSettings`). When a retry succeeds, the generated text replaces the
-   fallback (the CAS ranks generated above fallback at the same stamp). After
+   fallback (the CAS ranks generated 2 > gate-rejected fallback 1 > generation-failed fallback 0 at the
+   same stamp, so even a retry whose text the gate rejects replaces the "none" fallback). After
    `generation_max_attempts` attempts the fallback stays, counted as `gave_up`, until the
    next request for that product (a product change or an audience switch). A non-retryable error
    (the request itself is bad) is not retried,
 8. CAS-write to Redis (Lua), publish the written records to `descriptions` and the retries to this topic,
    awaiting the broker acks.
+
+Errors: Redis outages are retried inside `RedisStore` (the batch waits); generator errors become fallbacks
++ retries (above); any other exception exits the worker without acknowledging the batch
+(`streams/fatal.py`), so it is redelivered on restart.
 
 Offsets: Faust acknowledges the events of a `take_events` batch only when the agent asks for the next
 batch (the `finally` after `yield` in `Stream.take_events`). Everything above is awaited inside the loop
@@ -62,6 +67,7 @@ from descstream.config import Settings
 from descstream.schemas import DescriptionRecord, GateVerdict, ProductUpsert, encode
 
 from . import metrics
+from .fatal import crash_worker
 from .services import CircuitOpenError, Services, is_result, make_request
 from .validation import dead_letter, event_coords
 
@@ -364,23 +370,26 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
     @app.agent(app.gen_topic, name="descstream-generation")  # type: ignore[attr-defined]
     async def generation(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.worker.batch_size, within=settings.worker.batch_timeout_s):
-            batch_hist.observe(len(events))
-            requests = []
-            for event in events:
-                events_in.inc()
-                try:
-                    req = orjson.loads(event.value)
-                    if not isinstance(req, dict) or not isinstance(req.get("product_id"), str):
-                        raise ValueError("generation request must be an object with a product_id")
-                    requests.append(req)
-                except Exception as exc:
-                    topic, part, off, key = event_coords(event)
-                    dl = dead_letter(topic=topic, partition=part, offset=off, key=key, value=event.value, reason=f"bad generation request: {exc}")
-                    await app.dlq_topic.send(key=key, value=encode(dl))  # type: ignore[attr-defined]
-            written = await worker.handle(requests)
-            futs = [
-                await app.desc_topic.send(key=rec.product_id.encode(), value=encode(rec))  # type: ignore[attr-defined]
-                for rec in written
-            ]
-            for fut in futs:
-                await fut
+            try:
+                batch_hist.observe(len(events))
+                requests = []
+                for event in events:
+                    events_in.inc()
+                    try:
+                        req = orjson.loads(event.value)
+                        if not isinstance(req, dict) or not isinstance(req.get("product_id"), str):
+                            raise ValueError("generation request must be an object with a product_id")
+                        requests.append(req)
+                    except Exception as exc:
+                        topic, part, off, key = event_coords(event)
+                        dl = dead_letter(topic=topic, partition=part, offset=off, key=key, value=event.value, reason=f"bad generation request: {exc}")
+                        await app.dlq_topic.send(key=key, value=encode(dl))  # type: ignore[attr-defined]
+                written = await worker.handle(requests)
+                futs = [
+                    await app.desc_topic.send(key=rec.product_id.encode(), value=encode(rec))  # type: ignore[attr-defined]
+                    for rec in written
+                ]
+                for fut in futs:
+                    await fut
+            except Exception as exc:  # anything else: exit WITHOUT acknowledging this batch (streams/fatal.py)
+                crash_worker("generation", exc)

@@ -30,6 +30,16 @@ REDIS_WRITES = Counter("descstream_redis_writes_total", "Redis description write
 PUBLISHED = Counter("descstream_descriptions_published_total", "Descriptions published by source", ["source"], registry=REGISTRY)
 CONSUMER_LAG = Gauge("descstream_consumer_lag", "Highwater minus committed offset", ["topic", "partition"], registry=REGISTRY)
 PROFILE_FLUSHES = Counter("descstream_profile_flushes_total", "Profiles written to the table changelog", registry=REGISTRY)
+REDIS_RETRIES = Counter(
+    "descstream_redis_retries_total", "Redis operations retried after a transient error (outage, timeout, LOADING)",
+    ["op"], registry=REGISTRY,
+)
+REDIS_OUTAGES = Counter("descstream_redis_outages_total", "Redis outages seen (first failed attempt after a success)", registry=REGISTRY)
+REDIS_UNAVAILABLE = Gauge("descstream_redis_unavailable", "1 while Redis operations are being retried through an outage", registry=REGISTRY)
+AGENT_CRASHES = Counter(
+    "descstream_agent_crashes_total", "Unexpected agent errors (the worker exits without acknowledging the batch)",
+    ["agent"], registry=REGISTRY,
+)
 
 _started: set[int] = set()
 

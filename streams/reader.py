@@ -21,7 +21,10 @@ import orjson
 from descstream.config import Settings
 from descstream.schemas import DEFAULT_AUDIENCE
 
-from .redis_store import RedisStore
+from .redis_store import RedisStore, RetryPolicy
+
+# The reader answers shoppers: ride out a Redis restart blip, but never hang a request through an outage.
+READER_RETRY = RetryPolicy(base_s=0.02, max_delay_s=0.25, give_up_s=1.0)
 
 MAX_PRODUCTS = 200
 _ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -82,7 +85,7 @@ def make_web_app(settings: Settings, store: RedisStore | None = None) -> Any:
     from aiohttp import web
 
     async def on_startup(app: web.Application) -> None:
-        app["store"] = store or RedisStore.from_settings(settings)
+        app["store"] = store or RedisStore.from_settings(settings, retry=READER_RETRY)
 
     async def on_cleanup(app: web.Application) -> None:
         if store is None:
@@ -100,7 +103,10 @@ def make_web_app(settings: Settings, store: RedisStore | None = None) -> Any:
         return web.Response(body=body, content_type="application/json")
 
     async def health(_request: web.Request) -> web.Response:
-        ok = await _request.app["store"].ping()
+        try:
+            ok = await _request.app["store"].ping()
+        except Exception:
+            ok = False
         return web.json_response({"redis": ok}, status=200 if ok else 503)
 
     app = web.Application()

@@ -6,7 +6,9 @@ Key layout (all keys share the `ds:` prefix; TTLs from `RedisSettings`):
     field ``{audience}``    JSON of a `DescriptionRecord` (text, source, model_version, product_version,
                             source_event_time, generated_at, gate)
     field ``{audience}@v``  CAS stamp ``"{product_version} {source_event_time_ms} {rank}"``; rank 2 =
-                            generated text that passed the gate, 1 = faithful fallback
+                            generated text that passed the gate, 1 = faithful fallback after the gate
+                            rejected a real model's text, 0 = faithful fallback after the generation
+                            failed (model_version "none"; a retry replaces it with rank 1 or 2)
     TTL ``description_ttl_s`` (refreshed on every write; 0 = no expiry)
 
 ``ds:meta:{product_id}``  HASH, the product's current state (written by the product agent)
@@ -38,13 +40,24 @@ can never make state go backwards):
   The generation agent sets the flag only for records that came out of a request carrying a target
   ``model_version`` (a backfill request or its retries) and whose text was produced by that model.
 * `META_UPSERT`: writes product meta only for a strictly newer version; an upsert at or below a
-  tombstone's version is refused. Returns 2 written and facts changed, 1 written (facts unchanged,
-  version bump), 0 duplicate/older, -1 tombstoned.
+  tombstone's version is refused. When the facts change it also deletes (text + stamp) every cached
+  variant of an audience not relevant to the new category (`models.audiences.audiences_for_category`,
+  passed in by `upsert_products`): nothing would ever regenerate those, so they would stay at the old
+  version forever. Returns 2 written and facts changed, 1 written (facts unchanged, version bump),
+  0 duplicate/older, -1 tombstoned.
 * `DELETE`: versioned tombstone. Keeps ``v``/``del`` in meta (so an old upsert replayed after the delete
   can't resurrect the product), drops the seller text/facts and every cached description.
   Returns 1 deleted, 0 older than what is stored.
 * `READ`: the reader's single round trip: the user's audience plus, per product, the audience variant,
-  the default variant and the seller fallback, returned as one delimited string.
+  the default variant and the seller fallback, returned as one delimited string. A variant whose stamp's
+  product version is below the meta's ``fv`` (written for facts that changed since) is never served: the
+  chain moves on to the next candidate (belt and braces with `META_UPSERT`'s clean-up).
+
+Failure handling: every `RedisStore` operation retries transient errors (connection refused/reset,
+timeouts, LOADING, READONLY...) in place with bounded, jittered exponential backoff (`RetryPolicy`,
+`WorkerSettings.redis_retry_*`; the workers retry until Redis is back), counted in
+`descstream_redis_retries_total{op}` and logged once per outage. Safe because every write above is an
+idempotent compare-and-set (or an overwrite with the same value).
 
 The Lua scripts touch several keys per call; they need a standalone/Sentinel Redis (for Redis Cluster,
 hash-tag keys per product first).
@@ -52,18 +65,29 @@ hash-tag keys per product first).
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
+from redis import exceptions as rexc
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from descstream.config import Settings
 from descstream.schemas import DEFAULT_AUDIENCE, DescriptionRecord, ProductUpsert
 
+from . import metrics
+
+log = logging.getLogger(__name__)
+
 PREFIX = "ds:"
+T = TypeVar("T")
 
 
 def desc_key(product_id: str) -> str:
@@ -84,8 +108,10 @@ def to_ms(ts: datetime) -> int:
     return int(ts.timestamp() * 1000)
 
 
-RANK_FALLBACK = 1
-RANK_GENERATED = 2
+RANK_FAILED = 0  # generation failed (Triton down...): faithful fallback, model_version "none", to be retried
+RANK_FALLBACK = 1  # the gate rejected a real model's text: faithful fallback, final for that model version
+RANK_GENERATED = 2  # generated text that passed the gate
+NO_MODEL = "none"
 
 # KEYS: desc, meta. ARGV: audience, product_version, source_ms, rank, json, ttl[, upgrade "1"|"0", model_version]
 DESC_CAS = """
@@ -125,7 +151,12 @@ if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
 return 1
 """
 
-# KEYS: meta. ARGV: version, source_ms, facts_hash, ttl, then field/value pairs
+# KEYS: meta, desc. ARGV: version, source_ms, facts_hash, ttl, keep (audiences relevant for the new facts,
+# joined by \x1f), then field/value pairs.
+# When the facts change, every cached variant for an audience outside `keep` is deleted (text + stamp): it
+# will never be regenerated for these facts (its audience no longer applies), so it would otherwise be
+# served at the old version forever. Variants inside `keep` are regenerated by the request that follows;
+# until then READ does not serve them (their version is below `fv`).
 META_UPSERT = """
 local v = tonumber(ARGV[1])
 local cur = redis.call('HMGET', KEYS[1], 'v', 'del', 'fh')
@@ -135,8 +166,19 @@ if cur[1] and v <= tonumber(cur[1]) then
 end
 local changed = (cur[3] ~= ARGV[3]) or (cur[2] == '1')
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 't', ARGV[2], 'fh', ARGV[3], 'del', '0')
-if changed then redis.call('HSET', KEYS[1], 'fv', ARGV[1]) end
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if changed then
+  redis.call('HSET', KEYS[1], 'fv', ARGV[1])
+  local keep = {}
+  for a in string.gmatch(ARGV[5], '[^' .. string.char(31) .. ']+') do keep[a] = true end
+  local drop = {}
+  for _, f in ipairs(redis.call('HKEYS', KEYS[2])) do
+    local aud = f
+    if string.sub(f, -2) == '@v' then aud = string.sub(f, 1, -3) end
+    if not keep[aud] then drop[#drop + 1] = f end
+  end
+  if #drop > 0 then redis.call('HDEL', KEYS[2], unpack(drop)) end
+end
+for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 local ttl = tonumber(ARGV[4])
 if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
 if changed then return 2 end
@@ -160,21 +202,30 @@ return 1
 # Returns ONE string (one bulk reply parses far faster client-side than 4 elements per product):
 #   audience, then per product `RS kind US deleted US version US payload` (RS = \x1e, US = \x1f).
 # kind: a = audience variant, d = default, s = seller text, x = nothing. Only records whose gate passed
-# qualify (plain-text check on the JSON). The separators never occur inside a payload: JSON escapes
-# control characters and the contract rejects them in seller text.
+# qualify (plain-text check on the JSON), and only records written for the product's current facts: a
+# variant whose stamp's product version is below the meta's `fv` (facts changed since) is never served.
+# The separators never occur inside a payload: JSON escapes control characters and the contract rejects
+# them in seller text.
 READ = """
 local US, RS = string.char(31), string.char(30)
 local aud = redis.call('HGET', KEYS[1], 'audience')
 if not aud then aud = 'default' end
 local out = {aud}
 local n = 1
+local function current(rec, stamp, fv)
+  if not rec or not string.find(rec, '"passed":true', 1, true) then return false end
+  if fv == nil then return true end
+  local pv = stamp and tonumber(string.match(stamp, '^%d+'))
+  return pv ~= nil and pv >= fv
+end
 for i = 2, #KEYS, 2 do
-  local d = redis.call('HMGET', KEYS[i], aud, 'default')
-  local m = redis.call('HMGET', KEYS[i + 1], 'del', 'v')
+  local d = redis.call('HMGET', KEYS[i], aud, 'default', aud .. '@v', 'default@v')
+  local m = redis.call('HMGET', KEYS[i + 1], 'del', 'v', 'fv')
+  local fv = tonumber(m[3])
   local kind, payload = 'x', ''
-  if aud ~= 'default' and d[1] and string.find(d[1], '"passed":true', 1, true) then
+  if aud ~= 'default' and current(d[1], d[3], fv) then
     kind, payload = 'a', d[1]
-  elseif d[2] and string.find(d[2], '"passed":true', 1, true) then
+  elseif current(d[2], d[4], fv) then
     kind, payload = 'd', d[2]
   elseif m[1] ~= '1' then
     local seller = redis.call('HGET', KEYS[i + 1], 'seller')
@@ -206,34 +257,153 @@ def record_json(rec: DescriptionRecord) -> bytes:
 
 
 def record_rank(rec: DescriptionRecord) -> int:
-    return RANK_GENERATED if rec.source == "generated" and rec.gate.passed else RANK_FALLBACK
+    """CAS rank at an equal (product_version, source_event_time) stamp: a higher rank replaces a lower one.
+
+    0 = generation failed (fallback with model_version "none"), 1 = the gate rejected a real model's text
+    (fallback carrying that model's version), 2 = generated text that passed the gate. A gate-rejected
+    fallback must be able to replace a "generation failed" one, or the failed item is regenerated on every
+    later request."""
+    if rec.source == "generated" and rec.gate.passed:
+        return RANK_GENERATED
+    return RANK_FAILED if rec.model_version == NO_MODEL else RANK_FALLBACK
+
+
+# Errors that mean "Redis is (temporarily) not there", not "this request is wrong": retried in place.
+# BusyLoadingError (LOADING after a restart) and MaxConnectionsError are ConnectionErrors; ReadOnlyError
+# (a replica just promoted / failover in progress), TryAgain and MasterDown are transient cluster/sentinel
+# states. Authentication/permission errors are configuration errors: never retried.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    rexc.ConnectionError, rexc.TimeoutError, rexc.ReadOnlyError, rexc.TryAgainError, rexc.ClusterDownError,
+    ConnectionError, TimeoutError, asyncio.TimeoutError,
+)
+NOT_TRANSIENT: tuple[type[BaseException], ...] = (rexc.AuthenticationError, rexc.AuthorizationError, rexc.NoPermissionError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, TRANSIENT_ERRORS) and not isinstance(exc, NOT_TRANSIENT)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff for transient Redis errors: `base_s * 2**attempt` capped at `max_delay_s`, with jitter
+    (uniform in [d/2, d]); `give_up_s` None = retry until Redis is back, else re-raise after that long."""
+
+    base_s: float = 0.05
+    max_delay_s: float = 2.0
+    give_up_s: float | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "RetryPolicy":
+        w = settings.worker
+        return cls(w.redis_retry_base_s, w.redis_retry_max_delay_s, w.redis_retry_give_up_s or None)
+
+    def delay(self, attempt: int) -> float:
+        d = min(self.max_delay_s, self.base_s * (2 ** min(attempt, 30)))
+        return random.uniform(d / 2, d)
+
+
+NO_RETRY = RetryPolicy(give_up_s=0.0)
 
 
 class RedisStore:
-    """Async access to the descstream Redis layout (see module docstring)."""
+    """Async access to the descstream Redis layout (see module docstring).
 
-    def __init__(self, client: aioredis.Redis, settings: Settings):
+    Every operation is retried in place through transient Redis errors (`RetryPolicy`; the workers'
+    default retries until Redis is back, see `WorkerSettings.redis_retry_*`), so a Redis outage stalls
+    the agents instead of failing their batch: every write is an idempotent, versioned compare-and-set (or
+    an overwrite with the same value), so re-sending a pipeline that may have been partly applied is safe.
+    Each retry is counted (`descstream_redis_retries_total{op}`); an outage is logged once when it starts
+    and once when Redis is back. Non-transient errors (a script error, WRONGTYPE, bad credentials) are
+    raised at once.
+    """
+
+    def __init__(self, client: aioredis.Redis, settings: Settings, retry: RetryPolicy | None = None):
         self.r = client
         self.settings = settings
         self.desc_ttl = settings.redis.description_ttl_s
         self.user_ttl = settings.redis.user_ttl_s
+        self.retry = retry if retry is not None else RetryPolicy.from_settings(settings)
         self._desc_cas = client.register_script(DESC_CAS)
         self._meta_upsert = client.register_script(META_UPSERT)
         self._delete = client.register_script(DELETE)
         self._read = client.register_script(READ)
+        self._down_since: float | None = None
+        self._down_retries = 0
 
     @classmethod
-    def from_settings(cls, settings: Settings, **kw: Any) -> "RedisStore":
+    def from_settings(cls, settings: Settings, retry: RetryPolicy | None = None, **kw: Any) -> "RedisStore":
+        """Client with the workers' socket timeouts and health checks (`WorkerSettings.redis_*`); redis-py
+        itself reconnects once at once (a pooled connection closed by a Redis restart), the backoff is ours."""
+        w = settings.worker
+        opts: dict[str, Any] = {
+            "socket_timeout": w.redis_socket_timeout_s,
+            "socket_connect_timeout": w.redis_socket_connect_timeout_s,
+            "health_check_interval": w.redis_health_check_interval_s,
+            "retry": Retry(NoBackoff(), 1),
+        }
+        opts.update(kw)
         client = aioredis.Redis.from_url(
-            settings.redis.url, decode_responses=False, **settings.redis.client_kwargs(), **kw
+            settings.redis.url, decode_responses=False, **settings.redis.client_kwargs(), **opts
         )
-        return cls(client, settings)
+        return cls(client, settings, retry)
 
     async def close(self) -> None:
         await self.r.aclose()
 
     async def ping(self) -> bool:
+        """One attempt, no retry (health checks report the present)."""
         return bool(await self.r.ping())
+
+    # ---------------------------------------------------------------- retry
+    async def _call(self, op: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run `attempt()` (which builds and sends its whole pipeline each time) until it succeeds, retrying
+        transient errors per `self.retry`."""
+        policy = self.retry
+        first_failure: float | None = None
+        n = 0
+        while True:
+            try:
+                res = await attempt()
+            except BaseException as exc:
+                if not is_transient(exc):
+                    raise
+                now = time.monotonic()
+                if first_failure is None:
+                    first_failure = now
+                if policy.give_up_s is not None and now - first_failure >= policy.give_up_s:
+                    raise
+                self._outage(op, exc)
+                metrics.REDIS_RETRIES.labels(op=op).inc()
+                await asyncio.sleep(policy.delay(n))
+                n += 1
+                continue
+            if self._down_since is not None:
+                self._recovered()
+            return res
+
+    def _outage(self, op: str, exc: BaseException) -> None:
+        self._down_retries += 1
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            metrics.REDIS_OUTAGES.inc()
+            metrics.REDIS_UNAVAILABLE.set(1)
+            forever = self.retry.give_up_s is None
+            log.warning(
+                "Redis unavailable (%s during %s: %s); retrying with backoff (<= %.1f s) %s; the batch in "
+                "progress waits and is not acknowledged meanwhile",
+                type(exc).__name__, op, exc, self.retry.max_delay_s,
+                "until it is back" if forever else f"for up to {self.retry.give_up_s:.0f} s per operation",
+            )
+
+    def _recovered(self) -> None:
+        assert self._down_since is not None
+        log.warning("Redis is back after %.1f s (%d retries)", time.monotonic() - self._down_since, self._down_retries)
+        self._down_since = None
+        self._down_retries = 0
+        metrics.REDIS_UNAVAILABLE.set(0)
+
+    def _pipe(self) -> Any:
+        return self.r.pipeline(transaction=False)
 
     # ---------------------------------------------------------------- descriptions
     async def publish(
@@ -253,11 +423,10 @@ class RedisStore:
         flags = [bool(upgrade)] * len(records) if isinstance(upgrade, bool) else [bool(x) for x in upgrade]
         if len(flags) != len(records):
             raise ValueError(f"{len(flags)} upgrade flags for {len(records)} records")
-        pipe = self.r.pipeline(transaction=False)
-        for rec, up in zip(records, flags):
-            await self._desc_cas(
-                keys=[desc_key(rec.product_id), meta_key(rec.product_id)],
-                args=[
+        calls = [
+            (
+                [desc_key(rec.product_id), meta_key(rec.product_id)],
+                [
                     rec.audience,
                     rec.product_version,
                     to_ms(rec.source_event_time),
@@ -267,16 +436,24 @@ class RedisStore:
                     "1" if up else "0",
                     rec.model_version,
                 ],
-                client=pipe,
             )
-        return [int(x) for x in await pipe.execute()]
+            for rec, up in zip(records, flags)
+        ]
+
+        async def attempt() -> list[Any]:
+            pipe = self._pipe()
+            for keys, args in calls:
+                await self._desc_cas(keys=keys, args=args, client=pipe)
+            return await pipe.execute()
+
+        return [int(x) for x in await self._call("publish", attempt)]
 
     async def get_record(self, product_id: str, audience: str = DEFAULT_AUDIENCE) -> DescriptionRecord | None:
-        raw = await self.r.hget(desc_key(product_id), audience)
+        raw = await self._call("get_record", lambda: self.r.hget(desc_key(product_id), audience))
         return None if raw is None else DescriptionRecord.model_validate_json(raw)
 
     async def get_records(self, product_id: str) -> dict[str, DescriptionRecord]:
-        raw = await self.r.hgetall(desc_key(product_id))
+        raw = await self._call("get_records", lambda: self.r.hgetall(desc_key(product_id)))
         return {
             k.decode(): DescriptionRecord.model_validate_json(v)
             for k, v in raw.items()
@@ -288,6 +465,15 @@ class RedisStore:
     ) -> bool:
         return (await self.current_many([(product_id, audience, product_version, model_version)]))[0]
 
+    async def _hget_many(self, op: str, pairs: Sequence[tuple[str, str]]) -> list[Any]:
+        async def attempt() -> list[Any]:
+            pipe = self._pipe()
+            for pid, aud in pairs:
+                pipe.hget(desc_key(pid), aud)
+            return await pipe.execute()
+
+        return await self._call(op, attempt)
+
     async def current_many(
         self, items: Sequence[tuple[str, str, int, str | None]]
     ) -> list[bool]:
@@ -295,11 +481,9 @@ class RedisStore:
         least that new (from that model, when given)? One pipelined round trip."""
         if not items:
             return []
-        pipe = self.r.pipeline(transaction=False)
-        for pid, aud, _, _ in items:
-            pipe.hget(desc_key(pid), aud)
+        rows = await self._hget_many("current_many", [(pid, aud) for pid, aud, _, _ in items])
         out = []
-        for (pid, aud, pv, mv), raw in zip(items, await pipe.execute()):
+        for (pid, aud, pv, mv), raw in zip(items, rows):
             if raw is None:
                 out.append(False)
                 continue
@@ -311,11 +495,8 @@ class RedisStore:
         """(product_version, model_version, source) of each stored (product, audience) or None."""
         if not pairs:
             return []
-        pipe = self.r.pipeline(transaction=False)
-        for pid, aud in pairs:
-            pipe.hget(desc_key(pid), aud)
         out: list[tuple[int, str, str] | None] = []
-        for raw in await pipe.execute():
+        for raw in await self._hget_many("stored_versions", pairs):
             if raw is None:
                 out.append(None)
             else:
@@ -327,10 +508,15 @@ class RedisStore:
     async def upsert_products(
         self, items: Sequence[tuple[ProductUpsert, str, bytes | None]]
     ) -> list[int]:
-        """Write product meta for (event, facts_hash, embedding-or-None); codes as `META_UPSERT`."""
+        """Write product meta for (event, facts_hash, embedding-or-None); codes as `META_UPSERT`.
+
+        When an upsert changes the facts, cached variants for audiences no longer relevant to the (new)
+        category are deleted in the same script (`models.audiences.audiences_for_category`)."""
         if not items:
             return []
-        pipe = self.r.pipeline(transaction=False)
+        from models.audiences import audiences_for_category
+
+        calls = []
         for ev, fh, emb in items:
             fields: list[Any] = [
                 "seller", ev.description,
@@ -341,33 +527,51 @@ class RedisStore:
             ]
             if emb is not None:
                 fields += ["emb", emb]
-            await self._meta_upsert(
-                keys=[meta_key(ev.product_id)],
-                args=[ev.version, to_ms(ev.updated_at), fh, self.desc_ttl, *fields],
-                client=pipe,
-            )
-        return [int(x) for x in await pipe.execute()]
+            keep = "\x1f".join({DEFAULT_AUDIENCE, *audiences_for_category(ev.category)})
+            calls.append((
+                [meta_key(ev.product_id), desc_key(ev.product_id)],
+                [ev.version, to_ms(ev.updated_at), fh, self.desc_ttl, keep, *fields],
+            ))
+
+        async def attempt() -> list[Any]:
+            pipe = self._pipe()
+            for keys, args in calls:
+                await self._meta_upsert(keys=keys, args=args, client=pipe)
+            return await pipe.execute()
+
+        return [int(x) for x in await self._call("upsert_products", attempt)]
 
     async def delete_products(self, items: Sequence[tuple[str, int, datetime]]) -> list[bool]:
         if not items:
             return []
-        pipe = self.r.pipeline(transaction=False)
-        for pid, version, ts in items:
-            await self._delete(keys=[meta_key(pid), desc_key(pid)], args=[version, to_ms(ts), self.desc_ttl], client=pipe)
-        return [int(x) == 1 for x in await pipe.execute()]
+
+        async def attempt() -> list[Any]:
+            pipe = self._pipe()
+            for pid, version, ts in items:
+                await self._delete(keys=[meta_key(pid), desc_key(pid)], args=[version, to_ms(ts), self.desc_ttl], client=pipe)
+            return await pipe.execute()
+
+        return [int(x) == 1 for x in await self._call("delete_products", attempt)]
 
     async def delete_product(self, product_id: str, version: int, updated_at: datetime) -> bool:
         return (await self.delete_products([(product_id, version, updated_at)]))[0]
+
+    async def _hmget_many(self, op: str, keys: Sequence[str], fields: list[str]) -> list[Any]:
+        async def attempt() -> list[Any]:
+            pipe = self._pipe()
+            for key in keys:
+                pipe.hmget(key, fields)
+            return await pipe.execute()
+
+        return await self._call(op, attempt)
 
     async def get_meta_many(self, product_ids: Sequence[str], with_facts: bool = True) -> list[ProductMeta | None]:
         if not product_ids:
             return []
         fields = ["v", "fv", "del", "cat", "price", "emb", "seller", "facts" if with_facts else "title"]
-        pipe = self.r.pipeline(transaction=False)
-        for pid in product_ids:
-            pipe.hmget(meta_key(pid), fields)
+        rows = await self._hmget_many("get_meta_many", [meta_key(pid) for pid in product_ids], fields)
         out: list[ProductMeta | None] = []
-        for pid, row in zip(product_ids, await pipe.execute()):
+        for pid, row in zip(product_ids, rows):
             v, fv, dl, cat, price, emb, seller, facts = row
             if v is None:
                 out.append(None)
@@ -389,10 +593,7 @@ class RedisStore:
 
     async def get_features(self, product_id: str) -> tuple[str | None, float | None, bytes | None] | None:
         """(category, price, embedding) for the behaviour agent; None if unknown or deleted."""
-        v, dl, cat, price, emb = await self.r.hmget(meta_key(product_id), ["v", "del", "cat", "price", "emb"])
-        if v is None or dl == b"1":
-            return None
-        return (cat.decode() or None) if cat else None, float(price) if price else None, emb
+        return (await self.get_features_many([product_id]))[0]
 
     async def get_features_many(
         self, product_ids: Sequence[str]
@@ -400,11 +601,9 @@ class RedisStore:
         """`get_features` for many products in one pipelined round trip."""
         if not product_ids:
             return []
-        pipe = self.r.pipeline(transaction=False)
-        for pid in product_ids:
-            pipe.hmget(meta_key(pid), ["v", "del", "cat", "price", "emb"])
+        rows = await self._hmget_many("get_features", [meta_key(pid) for pid in product_ids], ["v", "del", "cat", "price", "emb"])
         out: list[tuple[str | None, float | None, bytes | None] | None] = []
-        for v, dl, cat, price, emb in await pipe.execute():
+        for v, dl, cat, price, emb in rows:
             if v is None or dl == b"1":
                 out.append(None)
             else:
@@ -414,44 +613,46 @@ class RedisStore:
     # ---------------------------------------------------------------- users
     async def set_user_audience(self, user_id: str, audience: str, now: float | None = None) -> None:
         key = user_key(user_id)
-        pipe = self.r.pipeline(transaction=False)
-        pipe.hset(key, mapping={"audience": audience, "updated": int(now or time.time())})
-        if self.user_ttl > 0:
-            pipe.expire(key, self.user_ttl)
-        await pipe.execute()
+        updated = int(now or time.time())
+
+        async def attempt() -> list[Any]:
+            pipe = self._pipe()
+            pipe.hset(key, mapping={"audience": audience, "updated": updated})
+            if self.user_ttl > 0:
+                pipe.expire(key, self.user_ttl)
+            return await pipe.execute()
+
+        await self._call("set_user_audience", attempt)
 
     async def set_user_audiences(self, items: Iterable[tuple[str, str]]) -> None:
-        pipe = self.r.pipeline(transaction=False)
-        now = int(time.time())
-        n = 0
-        for uid, aud in items:
-            pipe.hset(user_key(uid), mapping={"audience": aud, "updated": now})
-            if self.user_ttl > 0:
-                pipe.expire(user_key(uid), self.user_ttl)
-            n += 1
-        if n:
-            await pipe.execute()
+        items = list(items)
+        if items:
+            await self.set_user_audiences_and_check(items, [])
 
     async def set_user_audiences_and_check(
         self, users: Sequence[tuple[str, str]], pairs: Sequence[tuple[str, str]]
     ) -> list[bool]:
         """Write user audiences and check which (product, audience) descriptions exist: ONE round trip."""
-        pipe = self.r.pipeline(transaction=False)
-        now = int(time.time())
-        for uid, aud in users:
-            key = user_key(uid)
-            pipe.hset(key, mapping={"audience": aud, "updated": now})
-            if self.user_ttl > 0:
-                pipe.expire(key, self.user_ttl)
-        for pid, aud in pairs:
-            pipe.hexists(desc_key(pid), aud)
         if not users and not pairs:
             return []
-        res = await pipe.execute()
+        now = int(time.time())
+
+        async def attempt() -> list[Any]:
+            pipe = self._pipe()
+            for uid, aud in users:
+                key = user_key(uid)
+                pipe.hset(key, mapping={"audience": aud, "updated": now})
+                if self.user_ttl > 0:
+                    pipe.expire(key, self.user_ttl)
+            for pid, aud in pairs:
+                pipe.hexists(desc_key(pid), aud)
+            return await pipe.execute()
+
+        res = await self._call("set_user_audiences", attempt)
         return [bool(x) for x in res[len(res) - len(pairs):]] if pairs else []
 
     async def get_user_audience(self, user_id: str) -> str | None:
-        raw = await self.r.hget(user_key(user_id), "audience")
+        raw = await self._call("get_user_audience", lambda: self.r.hget(user_key(user_id), "audience"))
         return raw.decode() if raw is not None else None
 
     # ---------------------------------------------------------------- reader
@@ -460,4 +661,4 @@ class RedisStore:
         for pid in product_ids:
             keys.append(desc_key(pid))
             keys.append(meta_key(pid))
-        return await self._read(keys=keys, args=[])
+        return await self._call("read", lambda: self._read(keys=keys, args=[]))

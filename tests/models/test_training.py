@@ -208,7 +208,7 @@ def test_eval_run_on_tiny(tmp_path: Path, tiny_dir: Path) -> None:
     run = tmp_path / "run"
     train(_cfg(run, tiny_dir, max_steps=1, eval_every=1))
     res = run_eval(run, tmp_path / "eval", limit=2, max_new_tokens=6, batch_size=4, include_base=False, log=lambda m: None)
-    assert set(res["systems"]) == {"fine-tuned"}
+    assert set(res["systems"]) == {"fine-tuned", "reference"}
     m = res["systems"]["fine-tuned"]
     for key in ("bleu4", "rougeL_f1", "distinct1", "distinct2", "attribute_coverage", "hallucination_rate",
                 "gate_pass_rate", "audience_differentiation", "mean_words", "tokens_per_s"):

@@ -44,6 +44,12 @@ DEFAULT_WORKER = {
     "broker_rebalance_timeout_s": 3.0,
     "batch_size": 8,
     "batch_timeout_s": 0.2,
+    # Tansu (the embedded broker) answers ListOffsets(latest) with the base offset of the partition's last
+    # record batch + 1, not the real end offset, when that batch holds several records. Faust's recovery then
+    # finds the (correct) offset it persisted in RocksDB "higher than the highwater" and the restarted worker
+    # dies with ConsistencyError. Real Kafka reports the true end offset, so the check is only switched off
+    # here (WorkerSettings.recovery_consistency_check). See the report.
+    "recovery_consistency_check": os.environ.get("DESCSTREAM_RELIABILITY_TANSU_WORKAROUND", "1") == "0",
 }
 DEFAULT_TRITON = {"max_retries": 2, "backoff_s": 0.1, "breaker_failures": 3, "breaker_reset_s": 2.0, "timeout_s": 20.0}
 
@@ -113,13 +119,6 @@ def settings_env(settings: Settings) -> dict[str, str]:
             env[f"DESCSTREAM_{section.upper()}__{key.upper()}"] = str(value)
     env["PYTHONPATH"] = str(REPO_ROOT)
     env["PYTHONUNBUFFERED"] = "1"
-    if os.environ.get("DESCSTREAM_RELIABILITY_TANSU_WORKAROUND", "1") != "0":
-        # Tansu (the embedded broker) answers ListOffsets(latest) with the base offset of the partition's
-        # last record batch + 1, not the real end offset, when that batch holds several records. Faust's
-        # recovery then finds the (correct) offset it persisted in RocksDB "higher than the highwater" and
-        # the restarted worker dies with ConsistencyError. Real Kafka reports the true end offset, so the
-        # check is only switched off here, through Faust's own environment setting. See the report.
-        env["RECOVERY_CONSISTENCY_CHECK"] = "false"
     return env
 
 

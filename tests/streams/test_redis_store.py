@@ -190,3 +190,109 @@ async def test_reader_http(infra, store):
         assert body["descriptions"][p]["text"] == "hello"
         assert body["descriptions"]["p-none"]["source"] == "missing"
         assert (await client.get("/descriptions?user=u-1&products=bad id")).status == 400
+
+
+async def test_cas_ranks_failed_fallback_below_gate_fallback_below_generated(store):
+    """rank 0 = generation failed (model "none"), 1 = gate-rejected fallback (a real model), 2 = generated.
+
+    A "generation failed" fallback must be replaceable by the retried attempt's gate-rejected fallback at the
+    same stamp, or that item is regenerated on every later request."""
+    from streams.redis_store import RANK_FAILED, RANK_FALLBACK, RANK_GENERATED, record_rank
+
+    none_fb = record("x", "default", 1, "failed fallback", source="fallback", model="none")
+    gate_fb = record("x", "default", 1, "gate fallback", source="fallback", model="m1")
+    assert (record_rank(none_fb), record_rank(gate_fb), record_rank(record("x", "default", 1, "g"))) == (
+        RANK_FAILED, RANK_FALLBACK, RANK_GENERATED)
+    p = pid()
+    await store.upsert_products([(product(p, 1), "fh", None)])
+    assert await store.publish([record(p, "default", 1, "failed fallback", source="fallback", model="none")]) == [True]
+    # the retry reached the model, the gate rejected its text: its fallback replaces the "none" one
+    assert await store.publish([record(p, "default", 1, "gate fallback", source="fallback", model="m1")]) == [True]
+    rec = await store.get_record(p)
+    assert rec.text == "gate fallback" and rec.model_version == "m1"
+    assert (await store.r.hget(desc_key(p), "default@v")).endswith(b" 1")
+    # ... and a late "generation failed" fallback (a replayed failure) never replaces it
+    assert await store.publish([record(p, "default", 1, "failed again", source="fallback", model="none")]) == [False]
+    # generated text beats both
+    assert await store.publish([record(p, "default", 1, "generated")]) == [True]
+    assert await store.publish([record(p, "default", 1, "gate fallback 2", source="fallback", model="m2")]) == [False]
+    assert (await store.get_record(p)).text == "generated"
+
+
+async def test_facts_change_never_serves_an_older_variant(store):
+    """A variant written for older facts is never served (READ skips it), and a category change deletes the
+    variants of audiences that no longer apply (they would never be regenerated)."""
+    p = pid()
+    user = "u-" + uuid.uuid4().hex[:6]
+    await store.set_user_audience(user, "outdoor_adventurers")
+    await store.upsert_products([(product(p, 1, description="seller v1"), "fh1", None)])
+    await store.publish([record(p, "outdoor_adventurers", 1, "tent variant v1"), record(p, "default", 1, "tent default v1")])
+    assert (await get_descriptions(store, user, [p]))[p]["text"] == "tent variant v1"
+    # facts change (same category): v1 variants stay stored until regenerated, but are not served meanwhile
+    assert await store.upsert_products([(product(p, 2, price=99.0, description="seller v2"), "fh2", None)]) == [2]
+    assert set(await store.get_records(p)) == {"outdoor_adventurers", "default"}
+    out = (await get_descriptions(store, user, [p]))[p]
+    assert out["text"] == "seller v2" and out["source"] == "seller"
+    await store.publish([record(p, "default", 2, "tent default v2")])
+    assert (await get_descriptions(store, user, [p]))[p]["text"] == "tent default v2"
+    await store.publish([record(p, "outdoor_adventurers", 2, "tent variant v2")])
+    assert (await get_descriptions(store, user, [p]))[p]["text"] == "tent variant v2"
+    # a version bump with the same facts changes nothing
+    assert await store.upsert_products([(product(p, 3, price=99.0, description="seller v2"), "fh2", None)]) == [1]
+    assert (await get_descriptions(store, user, [p]))[p]["text"] == "tent variant v2"
+    # re-categorised: the outdoor variant (text and CAS stamp) is gone, the default is not served until v4's
+    mug = dict(category="Home > Kitchen > Mugs", title="Stoneware Mug", description="seller v4")
+    assert await store.upsert_products([(product(p, 4, **mug), "fh4", None)]) == [2]
+    fields = {k.decode() for k in await store.r.hkeys(desc_key(p))}
+    assert fields == {"default", "default@v"}
+    out = (await get_descriptions(store, user, [p]))[p]
+    assert out["text"] == "seller v4"
+    # a late write for the old facts is refused (stale)
+    assert await store.publish_codes([record(p, "outdoor_adventurers", 3, "tent variant v3")]) == [-2]
+
+
+async def test_transient_redis_errors_are_retried_until_redis_is_back(infra, tmp_path):
+    """A Redis outage stalls a store operation (retries with backoff, counted) instead of failing it;
+    non-transient errors are raised at once; a bounded policy gives up."""
+    import asyncio
+    import subprocess
+
+    import redis.exceptions
+
+    from descstream.config import Settings
+    from serving.triton_env import free_ports
+    from streams import metrics
+    from streams.redis_store import RetryPolicy
+
+    (port,) = free_ports(1)
+    data = infra.model_dump()
+    data["redis"]["url"] = f"redis://127.0.0.1:{port}/0"
+    settings = Settings(**data)
+
+    def retries() -> float:
+        return sum(s.value for m in metrics.REDIS_RETRIES.collect() for s in m.samples if s.name.endswith("_total"))
+
+    bounded = RedisStore.from_settings(settings, retry=RetryPolicy(base_s=0.02, max_delay_s=0.1, give_up_s=0.3))
+    with pytest.raises(redis.exceptions.ConnectionError):
+        await bounded.get_user_audience("u-1")
+    await bounded.close()
+
+    s = RedisStore.from_settings(settings, retry=RetryPolicy(base_s=0.02, max_delay_s=0.2))
+    before = retries()
+    p = pid()
+    task = asyncio.ensure_future(s.upsert_products([(product(p, 1), "fh1", None)]))
+    await asyncio.sleep(1.0)
+    assert not task.done() and retries() > before
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(tmp_path))
+    try:
+        assert await asyncio.wait_for(task, 20) == [2]
+        assert await s.publish([record(p, "default", 1, "after the outage")]) == [True]
+        assert s._down_since is None  # the outage is over (logged once at its start and once at its end)
+        await s.r.set("ds:meta:wrongtype", b"x")  # a script error is not transient: raised at once
+        with pytest.raises(redis.exceptions.ResponseError):
+            await asyncio.wait_for(s.upsert_products([(product("wrongtype", 1), "fh", None)]), 5)
+    finally:
+        await s.close()
+        proc.terminate()
+        proc.wait(10)
