@@ -74,7 +74,7 @@ def _print_states(states) -> None:
 
 @app.command("demo")
 def demo(
-    products: int = typer.Option(4, help="synthetic products to publish"),
+    products: int = typer.Option(3, help="synthetic products to publish"),
     users: int = typer.Option(4, help="synthetic shoppers"),
     timeout: float = typer.Option(900.0, help="seconds to wait for every description"),
 ) -> None:

@@ -86,7 +86,7 @@ class TritonSettings(BaseModel):
     http_url: str = "127.0.0.1:18000"
     metrics_port: int = 18002
     protocol: Literal["grpc", "http"] = "grpc"
-    timeout_s: float = Field(default=60.0, gt=0)
+    timeout_s: float = Field(default=300.0, gt=0, description="per call; a CPU batch of 8 x 160 tokens can take minutes, lower it on GPU")
     max_retries: int = Field(default=4, ge=0)
     backoff_s: float = Field(default=0.2, ge=0)
     concurrency: int = Field(default=16, ge=1)

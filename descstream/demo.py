@@ -2,9 +2,10 @@
 
 1. brings the stack up (only the services not already running), creates the topics;
 2. starts `descstream worker` as a child process (exactly as production runs it);
-3. publishes a small synthetic catalogue to `products` and shoppers' views/clicks to `user-behavior`;
-4. waits until every expected (product, audience) description is in Redis;
-5. prints product x audience -> description, source, model version, gate verdict, and what the
+3. publishes a small synthetic catalogue to `products`;
+4. waits until every expected (product, audience) description is final in Redis and prints
+   product x audience -> description, source, model version, gate verdict;
+5. publishes shoppers' views/clicks to `user-behavior`, waits for their audiences and prints what the
    recommender's reader returns for each shopper;
 6. stops the worker and whatever part of the stack it started.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,19 +59,38 @@ def _behaviour(products: list[ProductUpsert], users: int, seed: int) -> list[Beh
     return events
 
 
-async def _publish(settings: Settings, products: list[ProductUpsert], events: list[BehaviorEvent]) -> None:
+async def _publish(settings: Settings, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(**settings.kafka.aiokafka_kwargs(), acks="all", enable_idempotence=False)
     await producer.start()
     try:
-        for p in products:
-            await producer.send(settings.topics.products, encode(p), key=p.product_id.encode())
-        for e in events:
-            await producer.send(settings.topics.behavior, encode(e), key=e.user_id.encode())
+        for key, value in messages:
+            await producer.send(topic, value, key=key)
         await producer.flush()
     finally:
         await producer.stop()
+
+
+def _final(record) -> bool:
+    """Generated text, or the gate's fallback for this model. A "none" fallback (generation failed) is
+    only a stand-in that the worker replaces once the generator answers."""
+    return record.model_version != "none"
+
+
+async def _wait_for_audiences(settings: Settings, users: list[str], timeout_s: float) -> dict[str, str | None]:
+    from streams.redis_store import RedisStore
+
+    store = RedisStore.from_settings(settings)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            got = {u: await store.get_user_audience(u) for u in users}
+            if all(got.values()) or time.monotonic() > deadline:
+                return got
+            await asyncio.sleep(0.5)
+    finally:
+        await store.close()
 
 
 async def _wait_for(settings: Settings, pairs: list[tuple[str, str]], timeout_s: float, worker: subprocess.Popen,
@@ -88,12 +109,13 @@ async def _wait_for(settings: Settings, pairs: list[tuple[str, str]], timeout_s:
                     for aud, rec in (await store.get_records(pid)).items():
                         if (pid, aud) in pairs:
                             found[(pid, aud)] = rec
-                status.update(f"descriptions in Redis: {len(found)}/{len(pairs)}")
-                if len(found) == len(pairs):
+                final = sum(_final(r) for r in found.values())
+                status.update(f"descriptions in Redis: {len(found)}/{len(pairs)} ({final} final; generating on CPU)")
+                if final == len(pairs):
                     return found
                 await asyncio.sleep(1.0)
-        missing = sorted(set(pairs) - set(found))
-        raise DemoError(f"timed out after {timeout_s:.0f} s; {len(missing)} descriptions missing, e.g. {missing[:3]}")
+        missing = sorted(p for p in pairs if p not in found or not _final(found[p]))
+        raise DemoError(f"timed out after {timeout_s:.0f} s; {len(missing)} descriptions not final, e.g. {missing[:3]}")
     finally:
         await store.close()
 
@@ -116,6 +138,14 @@ def run_demo(settings: Settings, *, products: int = 4, users: int = 4, seed: int
     from streams.cli import create_topics
 
     console = console or Console()
+    # The embedded broker keeps nothing across restarts, so the worker's local table state (RocksDB) must
+    # not either: a fresh data dir per demo, or products "already seen" there would be skipped.
+    data = settings.model_dump()
+    data["worker"]["data_dir"] = str(Path(settings.stack.run_dir) / "demo-worker-data")
+    # Tansu's end offsets fail Faust's recovery consistency check; production Kafka keeps it on.
+    data["worker"]["recovery_consistency_check"] = False
+    settings = Settings(**data)
+    shutil.rmtree(settings.worker.data_dir, ignore_errors=True)
     stack = LocalStack(settings)
     already = {s.name for s in stack.status() if s.healthy}
     log_dir = Path(settings.stack.run_dir)
@@ -125,28 +155,32 @@ def run_demo(settings: Settings, *, products: int = 4, users: int = 4, seed: int
         create_topics(settings)
         log_dir.mkdir(parents=True, exist_ok=True)
         worker_log = log_dir / "demo-worker.log"
-        with open(worker_log, "ab") as log:
+        with open(worker_log, "wb") as log:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "descstream.cli", "worker"],
-                # the demo's broker is the embedded one (Tansu), whose end offsets fail Faust's recovery check
-                env=child_env(settings.model_copy(update={"worker": settings.worker.model_copy(
-                    update={"recovery_consistency_check": False})})),
-                stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                [sys.executable, "-m", "descstream.cli", "worker"], env=child_env(settings),
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         console.print(f"[dim]worker: pid {worker.pid}, log {worker_log}[/dim]")
 
         catalogue = generate_catalogue(products, seed=seed, adversarial_rate=0.0)
-        events = _behaviour(catalogue, users, seed)
-        asyncio.run(_publish(settings, catalogue, events))
-        console.print(f"published {len(catalogue)} products and {len(events)} behaviour events")
+        asyncio.run(_publish(settings, settings.topics.products,
+                             [(p.product_id.encode(), encode(p)) for p in catalogue]))
+        console.print(f"published {len(catalogue)} products to '{settings.topics.products}'")
 
         pairs = _expected_pairs(catalogue)
         t0 = time.monotonic()
         found = asyncio.run(_wait_for(settings, pairs, timeout_s, worker, console))
         console.print(f"all {len(found)} descriptions in Redis after {time.monotonic() - t0:.1f} s")
         _print_descriptions(console, catalogue, found)
+
+        # Shoppers browse once the catalogue is known, so their profiles see categories and embeddings.
+        events = _behaviour(catalogue, users, seed)
+        asyncio.run(_publish(settings, settings.topics.behavior,
+                             [(e.user_id.encode(), encode(e)) for e in events]))
         user_ids = sorted({e.user_id for e in events})
+        audiences = asyncio.run(_wait_for_audiences(settings, user_ids, 60.0))
+        console.print(f"published {len(events)} behaviour events; audiences: "
+                      + ", ".join(f"{u} -> {a or '?'}" for u, a in audiences.items()))
         _print_reader(console, asyncio.run(_reader_view(settings, user_ids, [p.product_id for p in catalogue])))
         return len(found)
     except DemoError as exc:
