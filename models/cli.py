@@ -13,7 +13,6 @@ Heavy imports (torch, transformers) happen inside the commands, so `descstream -
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import List, Optional
 

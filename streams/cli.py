@@ -49,9 +49,6 @@ async def create_topics_async(settings: Settings) -> list[str]:
         await admin.close()
 
 
-_create_topics = create_topics_async  # TODO(lead): old name, still used by tests/reliability while it is being written
-
-
 def create_topics(settings: Settings) -> list[str]:
     """Create the descstream topics that are missing (partitions from `Settings.topics`); returns them."""
     return asyncio.run(create_topics_async(settings))

@@ -510,10 +510,10 @@ class FaultResult:
 
 async def _scenario(stack: LocalStack, run_dir: Path, name: str, seed: int, d: Durations, fault, after_drain=None) -> FaultResult:
     """Common shape: worker up -> load -> warmup -> fault(...) -> recovery load -> stop load -> drain -> verify."""
-    from streams.cli import _create_topics
+    from streams.cli import create_topics_async
 
     settings = isolated(stack.settings, run_dir, tag=f"{name}-{uuid.uuid4().hex[:6]}")
-    await _create_topics(settings)
+    await create_topics_async(settings)
     worker = Worker(settings, run_dir / f"worker-{name}.log")
     worker.start()
     await wait_ready(settings, worker)
@@ -632,7 +632,7 @@ async def scenario_broker_restart(stack: LocalStack, run_dir: Path, d: Durations
     sent (and the broker acknowledged) after the restart; updates acknowledged by the old broker but not yet
     consumed are gone with it (Apache Kafka keeps them on disk, replicated, with the group's offsets).
     """
-    from streams.cli import _create_topics
+    from streams.cli import create_topics_async
 
     async def fault(settings, worker: Worker, load: LoadProducer):
         # Let the backlog drain first so that only the restart itself is measured.
@@ -642,7 +642,7 @@ async def scenario_broker_restart(stack: LocalStack, run_dir: Path, d: Durations
         await asyncio.to_thread(stack.stop_service, "kafka")
         await asyncio.sleep(min(d.outage, 5.0))
         await asyncio.to_thread(stack.up)
-        await _create_topics(settings)  # what Kafka would have kept; the worker creates topics only at start
+        await create_topics_async(settings)  # what Kafka would have kept; the worker creates topics only at start
         load.expected.clear()  # count only what the new broker acknowledged
         load.paused = False
         return {"backlog_before_restart_lost": before.lost, "broker_down_s": round(time.monotonic() - t0, 1)}

@@ -118,11 +118,11 @@ async def run_hostile_e2e(stack: LocalStack, run_dir: Path, n: int, seed: int = 
     from descstream.schemas import ProductUpsert
     from models.audiences import audiences_for_category
     from models.gate import check
-    from streams.cli import _create_topics
+    from streams.cli import create_topics_async
     from streams.redis_store import desc_key, meta_key
 
     settings = isolated(stack.settings, run_dir, tag=f"hostile-{uuid.uuid4().hex[:6]}")
-    await _create_topics(settings)
+    await create_topics_async(settings)
     worker = Worker(settings, run_dir / "worker-hostile.log")
     worker.start()
     res = HostileResult()

@@ -66,9 +66,9 @@ def test_category_change_leaves_no_stale_variant(rel_stack, tmp_path):
     import redis.asyncio as aioredis
 
     from models.audiences import audiences_for_category
-    from streams.cli import _create_topics
+    from streams.cli import create_topics_async
     from streams.reader import get_descriptions
-    from streams.redis_store import RedisStore, desc_key
+    from streams.redis_store import RedisStore
 
     settings = faults.isolated(rel_stack.settings, tmp_path, tag="recat")
     tent, mug = "Outdoor > Camping > Tents", "Home > Kitchen > Mugs"
@@ -81,7 +81,7 @@ def test_category_change_leaves_no_stale_variant(rel_stack, tmp_path):
                              "attributes": {"colour": "blue"}, "description": "Seller text."})
 
     async def main():
-        await _create_topics(settings)
+        await create_topics_async(settings)
         worker = faults.Worker(settings, tmp_path / "worker.log", generator="fake")
         worker.start()
         store = RedisStore(aioredis.Redis.from_url(settings.redis.url, **settings.redis.client_kwargs()), settings)

@@ -90,7 +90,7 @@ def _upsert(pid: str, version: int = 1) -> dict:
 def test_redis_password_end_to_end_and_no_secret_leaks(secure_stack, tmp_path):
     from aiokafka import AIOKafkaProducer
 
-    from streams.cli import _create_topics
+    from streams.cli import create_topics_async
     from streams.redis_store import desc_key
 
     settings = isolated(secure_stack.settings, tmp_path, tag="sec")
@@ -109,7 +109,7 @@ def test_redis_password_end_to_end_and_no_secret_leaks(secure_stack, tmp_path):
     bad.close()
     assert WRONG not in str(err.value) and SECRET not in str(err.value) and WRONG not in repr(err.value)
 
-    asyncio.run(_create_topics(settings))
+    asyncio.run(create_topics_async(settings))
     worker = Worker(settings, tmp_path / "worker.log", generator="fake", loglevel="debug")
     reader = None
     try:
@@ -182,9 +182,9 @@ def test_worker_with_wrong_password_does_not_log_it(secure_stack, tmp_path):
     data = isolated(secure_stack.settings, tmp_path, tag="wrongpw").model_dump()
     data["redis"]["password"] = WRONG
     settings = Settings(**data)
-    from streams.cli import _create_topics
+    from streams.cli import create_topics_async
 
-    asyncio.run(_create_topics(settings))
+    asyncio.run(create_topics_async(settings))
     worker = Worker(settings, tmp_path / "worker.log", generator="fake", loglevel="debug")
     worker.start()
     try:

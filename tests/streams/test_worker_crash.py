@@ -4,7 +4,6 @@ that far: `RedisStore` retries them, see test_redis_store.py.)"""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timezone
 
 import orjson
