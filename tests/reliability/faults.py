@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from descstream.config import REPO_ROOT, Settings
+from descstream.config import REPO_ROOT, Settings, child_env
 from descstream.stack import LocalStack
 
 DEFAULT_WORKER = {
@@ -106,20 +106,8 @@ def isolated(settings: Settings, run_dir: Path, tag: str | None = None) -> Setti
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """DESCSTREAM_* variables for a subprocess (secrets passed by value through the environment only)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DESCSTREAM_")}
-    for section in ("kafka", "redis", "topics", "worker", "triton", "models", "reader"):
-        obj = getattr(settings, section)
-        for key in type(obj).model_fields:
-            value = getattr(obj, key)
-            if value is None:
-                continue
-            if hasattr(value, "get_secret_value"):
-                value = value.get_secret_value()
-            env[f"DESCSTREAM_{section.upper()}__{key.upper()}"] = str(value)
-    env["PYTHONPATH"] = str(REPO_ROOT)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    """A worker subprocess's environment (secrets passed by value through the environment only)."""
+    return {**child_env(settings), "PYTHONUNBUFFERED": "1"}
 
 
 def keep_redis_on_restart(settings: Settings) -> None:

@@ -126,7 +126,7 @@ def test_category_change_leaves_no_stale_variant(rel_stack, tmp_path):
 
 
 @pytest.mark.xfail(strict=True, reason="Tansu bug: ListOffsets(latest) = last batch's base offset + 1; the harness "
-                   "sets RECOVERY_CONSISTENCY_CHECK=false for it (faults.settings_env). Remove both once this passes.")
+                   "sets WorkerSettings.recovery_consistency_check=False for it. Remove both once this passes.")
 def test_embedded_broker_reports_true_end_offsets(tmp_path):
     """Reproduces the embedded broker's wrong end offset that makes a restarted Faust worker exit with
     ConsistencyError (its persisted changelog offset looks 'higher than the highwater')."""
