@@ -12,6 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -91,6 +92,23 @@ def read_pairs_jsonl(path: str | Path) -> ImportReport:
     if any, goes in `seller_description`. Missing `audience` means "default"; a missing
     `product_id` is derived from title/brand/category so repeated products group together.
     """
+    def example(row: dict[str, Any]) -> Example:
+        if isinstance(row.get("product"), dict):
+            product = _product(dict(row["product"]))
+            text = _check_text(row.get("text", row.get("description")), "text")
+        else:
+            facts = {k: row.get(k) for k in ("product_id", "title", "category", "brand", "price",
+                                               "currency", "attributes")}
+            facts["description"] = row.get("seller_description") or ""
+            product = _product(facts)
+            text = _check_text(row.get("description", row.get("text")), "description")
+        return Example(product, _check_audience(row.get("audience")), text)
+
+    return _read_json_lines(path, example)
+
+
+def _read_json_lines(path: str | Path, example: Callable[[dict[str, Any]], Example]) -> ImportReport:
+    """One JSON object per line -> `example(row)`; a bad line becomes a `LineError`, never an exception."""
     report = ImportReport()
     with open(path, "r", encoding="utf-8", errors="replace") as fh:
         for i, line in enumerate(fh, 1):
@@ -103,16 +121,7 @@ def read_pairs_jsonl(path: str | Path) -> ImportReport:
                     raise _BadRow(f"invalid JSON: {exc.msg}") from None
                 if not isinstance(row, dict):
                     raise _BadRow("line is not a JSON object")
-                if isinstance(row.get("product"), dict):
-                    product = _product(dict(row["product"]))
-                    text = _check_text(row.get("text", row.get("description")), "text")
-                else:
-                    facts = {k: row.get(k) for k in ("product_id", "title", "category", "brand", "price",
-                                                       "currency", "attributes")}
-                    facts["description"] = row.get("seller_description") or ""
-                    product = _product(facts)
-                    text = _check_text(row.get("description", row.get("text")), "description")
-                report.examples.append(Example(product, _check_audience(row.get("audience")), text))
+                report.examples.append(example(row))
             except _BadRow as exc:
                 report.errors.append(LineError(i, str(exc)))
     return report
@@ -222,45 +231,33 @@ def read_advertisegen(path: str | Path, *, category_key: str = "类型") -> Impo
     target text; audience is "default". The product id is a hash of `content`, so the several
     summaries AdvertiseGen has for one content string stay in one split.
     """
-    report = ImportReport()
-    with open(path, "r", encoding="utf-8", errors="replace") as fh:
-        for i, line in enumerate(fh, 1):
-            if not line.strip():
+    def example(row: dict[str, Any]) -> Example:
+        content = row.get("content")
+        if not isinstance(content, str) or not content.strip():
+            raise _BadRow("missing or empty 'content'")
+        summary = _check_text(row.get("summary"), "summary")
+        category: str | None = None
+        attrs: dict[str, AttributeValue] = {}
+        for pair in content.split("*"):
+            if not pair.strip():
                 continue
-            try:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise _BadRow(f"invalid JSON: {exc.msg}") from None
-                if not isinstance(row, dict):
-                    raise _BadRow("line is not a JSON object")
-                content = row.get("content")
-                if not isinstance(content, str) or not content.strip():
-                    raise _BadRow("missing or empty 'content'")
-                summary = _check_text(row.get("summary"), "summary")
-                category: str | None = None
-                attrs: dict[str, AttributeValue] = {}
-                for pair in content.split("*"):
-                    if not pair.strip():
-                        continue
-                    if "#" not in pair:
-                        raise _BadRow(f"content pair {pair!r} is not key#value")
-                    k, v = (x.strip() for x in pair.split("#", 1))
-                    if not k or not v:
-                        raise _BadRow(f"content pair {pair!r} has an empty key or value")
-                    if k == category_key and category is None:
-                        category = v
-                    elif k in attrs:
-                        attrs[k] = f"{attrs[k]}、{v}"
-                    else:
-                        attrs[k] = v
-                values = [str(v) for v in attrs.values()][:3]
-                title = "".join(values) + (category or "") or content[:100]
-                product = _product({
-                    "product_id": _stable_id("adv", content), "title": title[:300], "category": category,
-                    "attributes": attrs,
-                })
-                report.examples.append(Example(product, DEFAULT_AUDIENCE, summary))
-            except _BadRow as exc:
-                report.errors.append(LineError(i, str(exc)))
-    return report
+            if "#" not in pair:
+                raise _BadRow(f"content pair {pair!r} is not key#value")
+            k, v = (x.strip() for x in pair.split("#", 1))
+            if not k or not v:
+                raise _BadRow(f"content pair {pair!r} has an empty key or value")
+            if k == category_key and category is None:
+                category = v
+            elif k in attrs:
+                attrs[k] = f"{attrs[k]}、{v}"
+            else:
+                attrs[k] = v
+        values = [str(v) for v in attrs.values()][:3]
+        title = "".join(values) + (category or "") or content[:100]
+        product = _product({
+            "product_id": _stable_id("adv", content), "title": title[:300], "category": category,
+            "attributes": attrs,
+        })
+        return Example(product, DEFAULT_AUDIENCE, summary)
+
+    return _read_json_lines(path, example)
