@@ -144,7 +144,22 @@ class WorkerSettings(BaseModel):
         description="how long a batch of only not-yet-due retries waits before re-sending them",
     )
     behaviour_batch_size: int = Field(
-        default=1000, ge=1, description="max behaviour events per micro-batch (take_events, within 0.1 s)",
+        default=1000, ge=1, description="max behaviour events per micro-batch (noack_take, within 0.1 s)",
+    )
+    audience_interval_s: float = Field(
+        default=1.0, gt=0, le=60,
+        description="behaviour agent: how often users updated since the last round are re-scored (audience "
+        "assignment; switches go to Redis); the most an audience switch waits",
+    )
+    profile_flush_interval_s: float = Field(
+        default=5.0, gt=0, le=60,
+        description="behaviour agent: how often updated profiles are written to the table (one changelog "
+        "record per user per flush) and their events acknowledged; a crash replays at most this much",
+    )
+    profile_flush_max_events: int = Field(
+        default=50_000, ge=1,
+        description="behaviour agent: flush early once this many events are unacknowledged (bounds memory "
+        "and the replay after a crash)",
     )
     fake_model_version: str = Field(
         default="fake-1", min_length=1,

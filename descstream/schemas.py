@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import unicodedata
 from datetime import datetime, timezone
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, NamedTuple, Union
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
@@ -220,6 +221,51 @@ def decode_behavior(raw: bytes, max_bytes: int = 16 * 1024) -> BehaviorEvent:
         return BehaviorEvent.model_validate(data)
     except ValidationError as exc:
         raise InvalidEvent(_reason(exc)) from None
+
+
+class BehaviorFields(NamedTuple):
+    """A validated `BehaviorEvent` as a plain tuple, for the behaviour agent's hot loop (`ts` in epoch seconds)."""
+
+    user_id: str
+    product_id: str | None
+    event: str
+    query: str | None
+    ts: float
+
+
+_IDENT = re.compile(r"[A-Za-z0-9._:\-]{1,128}").fullmatch
+_KINDS = frozenset(("view", "click", "add_to_cart", "purchase", "search"))
+# RFC 3339 with an explicit offset: what every producer we know sends; anything else takes the pydantic path
+_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)").fullmatch
+
+
+def decode_behavior_fields(raw: bytes, max_bytes: int = 16 * 1024) -> BehaviorFields:
+    """`decode_behavior` for the hot loop: same acceptance and values, ~5x cheaper for the common case.
+
+    `BehaviorEvent` stays the one definition: the shortcut accepts only events that model would accept
+    unchanged (identifiers without surrounding spaces, no query, a known kind, an RFC 3339 time with an
+    offset) and hands everything else to it, so rejections and their reasons are the model's own.
+    `tests/foundation/test_schemas.py` checks the two agree on generated inputs.
+    """
+    data = _load_json(raw, max_bytes)
+    if type(data) is dict:
+        uid = data.get("user_id")
+        pid = data.get("product_id")
+        kind = data.get("event")
+        ts = data.get("ts")
+        if (
+            type(uid) is str and _IDENT(uid) is not None
+            and (pid is None or (type(pid) is str and _IDENT(pid) is not None))
+            and kind in _KINDS and (pid is not None or kind == "search")
+            and data.get("query") is None
+            and type(ts) is str and _TS(ts) is not None
+        ):
+            try:
+                return BehaviorFields(uid, pid, kind, None, datetime.fromisoformat(ts).timestamp())
+            except ValueError:  # an impossible date such as Feb 30: the model words the rejection
+                pass
+    ev = decode_behavior(raw, max_bytes)
+    return BehaviorFields(ev.user_id, ev.product_id, ev.event, ev.query, ev.ts.timestamp())
 
 
 def encode(model: BaseModel) -> bytes:

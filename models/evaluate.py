@@ -12,13 +12,22 @@ Metrics (each computed per system over the same (product, audience) pairs):
   for `noise_cancelling: true`; `false` facts are not counted). Price is not counted (audience-dependent);
 - `hallucination_rate`: share of raw model texts (before the gate) that `models.gate.check` rejects for an
   invented fact or claim (reason codes number_not_in_facts, unknown_brand, material_not_in_facts,
-  colour_not_in_facts, forbidden_claim; see `_is_hallucination`);
+  colour_not_in_facts, forbidden_claim, and the wrong-slot pairings colour_as_material / material_as_colour,
+  e.g. "made of teal" for colour=teal; see `_is_hallucination`);
 - `gate_pass_rate`: share of raw texts the gate passes (all reasons);
 - `hallucination_after_gate`: share of *published* texts with an invented fact — by construction 0, since
   a rejected text is replaced by `models.gate.fallback_text`; reported with the fallback share;
 - `audience_differentiation`: for products with >= 2 audiences, mean (1 - Jaccard(word sets)) between
   the texts of each pair of audiences;
-- `mean_words`, `tokens_per_s` (generated tokens / wall seconds, batched greedy decoding).
+- `mean_words`, `tokens_per_s` (generated tokens / wall seconds, batched decoding).
+
+Decoding: `models.generation.DECODING` unless `decoding=` is given (the served default; recorded in
+`eval.json` as `decoding`). `python -m models.evaluate --run DIR --decoding "no_repeat_ngram_size=3" ...`
+scores several decodings of one model, loaded once (the sweep behind the README table).
+
+Test data: the run's `data/test.jsonl`; for an exported version dir (no data folder) the synthetic split
+is rebuilt from the model card's `n_products` / `audiences_per_product` / `data_seed` and checked
+against the card's `data_hash` (the generator is deterministic).
 
 A third column, `reference`, scores the reference (training-target) texts with the same metrics: it shows
 what imitating the targets can reach (e.g. the reference writer mentions only the facts an audience cares
@@ -110,12 +119,13 @@ def jaccard(a: str, b: str) -> float:
     return len(sa & sb) / len(sa | sb)
 
 
-HALLUCINATION_CODES = ("number_not_in_facts", "unknown_brand", "material_not_in_facts", "colour_not_in_facts", "forbidden_claim")
+HALLUCINATION_CODES = ("number_not_in_facts", "unknown_brand", "material_not_in_facts", "colour_not_in_facts", "forbidden_claim",
+                       "colour_as_material", "material_as_colour")
 
 
 def _is_hallucination(verdict: Any) -> bool:
     """The gate rejected the text for an invented fact or claim (numbers, brands, materials, colours,
-    forbidden claims). Length (`empty`/`too_short`/`too_long`), `instruction_echo` and `repetition_loop`
+    forbidden claims, a colour stated as the material or vice versa). Length (`empty`/`too_short`/`too_long`), `instruction_echo` and `repetition_loop`
     rejections are failures too (they lower the gate pass rate) but are not invented facts."""
     return any(r.split(":", 1)[0] in HALLUCINATION_CODES for r in verdict.reasons)
 
@@ -201,7 +211,9 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
             v = result["systems"][s].get(key)
             cells.append("n/a" if v is None else fmt.format(v))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", f"Data: {result['data']}; generated with greedy decoding, max {result['max_new_tokens']} new tokens, batch {result['batch_size']}.", ""]
+    dec = (result.get("decoding") or {}).get("description", "greedy")
+    lines += ["", f"Data: {result['data']}; decoding: {dec}; max {result['max_new_tokens']} new tokens, "
+              f"batch {result['batch_size']}.", ""]
     lines += ["Metric definitions: see `models/evaluate.py` docstring.", ""]
     path.write_text("\n".join(lines))
 
@@ -234,6 +246,39 @@ def write_chart(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _card(run: str | Path | None) -> dict[str, Any]:
+    if run and (Path(run) / "model_card.json").is_file():
+        return json.loads((Path(run) / "model_card.json").read_text())
+    return {}
+
+
+def load_test_examples(
+    run: str | Path | None, test_file: str | Path | None = None, n_products: int | None = None, data_seed: int | None = None,
+) -> tuple[list[Any], str]:
+    """The held-out examples for `run` (see the module docstring) and a description of where they came from."""
+    from models import dataset
+
+    if test_file:
+        return dataset.load_jsonl(test_file), str(test_file)
+    if run and (Path(run) / "data" / "test.jsonl").is_file():
+        return dataset.load_jsonl(Path(run) / "data" / "test.jsonl"), f"{run}/data/test.jsonl"
+    card = _card(run)
+    hp = card.get("hyperparameters") or {}
+    n = n_products if n_products is not None else int(hp.get("n_products") or 600)
+    seed = data_seed if data_seed is not None else int(hp.get("data_seed") or 0)
+    per = int(hp.get("audiences_per_product") or 3)
+    examples = dataset.build_synthetic_examples(n, seed, audiences_per_product=per)
+    splits = dataset.split_by_product(examples, seed=seed)
+    desc = f"synthetic test split (n_products={n}, data_seed={seed}, audiences_per_product={per})"
+    if card.get("data_hash"):
+        got = dataset.data_hash(list(splits.train) + list(splits.validation) + list(splits.test))
+        if got != card["data_hash"]:
+            raise ValueError(f"rebuilt data hash {got} != model card data_hash {card['data_hash']} "
+                             f"({card.get('data_source')}): pass --test-file")
+        desc += f", data_hash {got} = model card"
+    return splits.test, desc
+
+
 def run_eval(
     run: str | Path | None,
     out: str | Path,
@@ -243,26 +288,21 @@ def run_eval(
     batch_size: int = 8,
     include_base: bool = True,
     test_file: str | Path | None = None,
-    n_products: int = 600,
-    data_seed: int = 0,
+    n_products: int | None = None,
+    data_seed: int | None = None,
     log: Any = None,
+    decoding: Any = None,
 ) -> dict[str, Any]:
     """Evaluate base (optional) and the run's model on its saved test split (or a given/synthetic one)."""
     import sys
 
-    from models import dataset
-    from models.generation import generate_for, load_generator
+    from models.generation import DECODING, generate_for, load_generator
 
+    cfg = decoding or DECODING
     say = log or (lambda m: print(m, file=sys.stderr))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if test_file:
-        examples, data_desc = dataset.load_jsonl(test_file), str(test_file)
-    elif run and (Path(run) / "data" / "test.jsonl").is_file():
-        examples, data_desc = dataset.load_jsonl(Path(run) / "data" / "test.jsonl"), f"{run}/data/test.jsonl"
-    else:
-        splits = dataset.split_by_product(dataset.build_synthetic_examples(n_products, data_seed), seed=data_seed)
-        examples, data_desc = splits.test, f"synthetic test split (n_products={n_products}, seed={data_seed})"
+    examples, data_desc = load_test_examples(run, test_file, n_products, data_seed)
     chosen = select_pairs(examples, limit, audiences_per_product)
     pairs = [(ex.product, ex.audience) for ex in chosen]
     refs = [ex.text for ex in chosen]
@@ -280,7 +320,7 @@ def run_eval(
         t0 = time.perf_counter()
         gen = load_generator(path, base_dir=base_dir)
         say(f"{name}: loaded in {time.perf_counter() - t0:.1f}s; generating {len(pairs)} texts")
-        texts, stats = generate_for(gen, pairs, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        texts, stats = generate_for(gen, pairs, max_new_tokens=max_new_tokens, batch_size=batch_size, decoding=cfg)
         del gen
         systems[name] = score_system(pairs, texts, refs, stats)
         samples[name] = texts
@@ -295,6 +335,7 @@ def run_eval(
         "n_products": len({p.product_id for p, _ in pairs}),
         "max_new_tokens": max_new_tokens,
         "batch_size": batch_size,
+        "decoding": {**cfg.to_dict(), "description": cfg.describe()},
         "run": str(run) if run else None,
         "systems": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in systems.items()},
         "examples": [
@@ -312,3 +353,71 @@ def run_eval(
     write_markdown(result, out / "eval.md")
     write_chart(result, out / "eval.png")
     return result
+
+
+SWEEP_KEYS = ("attribute_coverage", "hallucination_rate", "gate_pass_rate", "distinct2", "audience_differentiation",
+              "mean_words", "rougeL_f1", "tokens_per_s")
+
+
+def parse_decoding(spec: str, base: Any = None) -> Any:
+    """`"temperature=0.7,top_p=0.9,no_repeat_ngram_size=3"` -> a `DecodingConfig` (unset fields from `base`)."""
+    from models.generation import DECODING, DecodingConfig
+
+    base = base or DecodingConfig()  # a sweep spec is absolute: fields not given take the plain defaults
+    if spec.strip() in ("", "greedy", "plain"):
+        return base
+    if spec.strip() == "default":
+        return DECODING
+    types = {f: type(getattr(base, f)) for f in base.to_dict()}
+    changes: dict[str, Any] = {}
+    for part in spec.split(","):
+        key, _, val = part.partition("=")
+        key = key.strip()
+        if key not in types:
+            raise ValueError(f"unknown decoding field {key!r}; known: {', '.join(types)}")
+        changes[key] = types[key](val.strip())
+    return base.replace(**changes)
+
+
+def sweep(run: str | Path, specs: Sequence[str], out: str | Path, limit: int | None = 20, audiences_per_product: int = 2,
+          max_new_tokens: int = 160, batch_size: int = 8, log: Any = print) -> list[dict[str, Any]]:
+    """Score several decodings of one model (loaded once) on the same held-out pairs; appends one JSON line per
+    decoding to `out` (metrics + texts + verdict reasons) and returns the rows."""
+    from models.generation import generate_for, load_generator
+
+    examples, data_desc = load_test_examples(run)
+    chosen = select_pairs(examples, limit, audiences_per_product)
+    pairs = [(ex.product, ex.audience) for ex in chosen]
+    refs = [ex.text for ex in chosen]
+    gen = load_generator(run)
+    rows = []
+    for spec in specs:
+        cfg = parse_decoding(spec)
+        texts, stats = generate_for(gen, pairs, max_new_tokens=max_new_tokens, batch_size=batch_size, decoding=cfg)
+        m = score_system(pairs, texts, refs, stats)
+        row = {"spec": spec, "decoding": cfg.to_dict(), "description": cfg.describe(), "n": len(pairs), "data": data_desc,
+               "metrics": {k: v for k, v in m.items() if not k.startswith("_")},
+               "texts": texts, "reasons": [v["reasons"] for v in m["_verdicts"]]}
+        with open(out, "a") as fh:
+            fh.write(json.dumps(row, default=str) + "\n")
+        log(f"{spec:55s} " + " ".join(f"{k}={m[k]:.3f}" for k in SWEEP_KEYS if m.get(k) is not None)
+            + f" reasons={m['gate_reasons']}")
+        rows.append(row)
+    return rows
+
+
+if __name__ == "__main__":  # pragma: no cover - a research tool: `python -m models.evaluate --help`
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Score several decodings of one generator (see `sweep`).")
+    ap.add_argument("--run", required=True, help="run dir or exported version dir")
+    ap.add_argument("--decoding", action="append", required=True,
+                    help='repeatable: "greedy", "default" or "field=value,..." (DecodingConfig fields)')
+    ap.add_argument("--limit", type=int, default=20)
+    ap.add_argument("--audiences", type=int, default=2)
+    ap.add_argument("--max-new-tokens", type=int, default=160)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--out", default="decoding_sweep.jsonl")
+    a = ap.parse_args()
+    sweep(a.run, a.decoding, a.out, limit=a.limit or None, audiences_per_product=a.audiences,
+          max_new_tokens=a.max_new_tokens, batch_size=a.batch_size, log=lambda m: print(m, flush=True))

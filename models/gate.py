@@ -17,6 +17,10 @@ Rules (reason codes in `GateVerdict.reasons`):
   themselves say so) and medical/safety promises (never allowed).
 - `instruction_echo:<phrase>`: the text talks about prompts/instructions or contains chat tokens or our
   delimiters: a sign the model followed or leaked the prompt.
+- `colour_as_material:<c>`, `material_as_colour:<m>`: a fact put in the wrong slot. A colour word after
+  "made of/from", "crafted from", ... when that phrase names no material ("made of red" for colour=red,
+  material=oak; "made of red oak" is fine), unless the colour word is itself the material fact; a material
+  word stated as the colour ("oak colour", "colour is oak", "oak-coloured") unless it is the colour fact.
 - `repetition_loop`: a 3-word sequence repeated >= 3 times or a sentence repeated.
 
 `check` is called per generated description, so everything is precompiled; typical text takes well
@@ -106,11 +110,26 @@ _WORDS = re.compile(r"[A-Za-z0-9$€£%]+(?:['.,\-][A-Za-z0-9]+)*")
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
+# Slot checks: "made of <phrase>" where the phrase should name a material, and "<m> colour" / "colour is <m>".
+_MADE_OF = re.compile(
+    r"\b(?:made|crafted|built|constructed|fashioned|manufactured|woven|moulded|molded|forged|sewn|cast)"
+    r"(?: (?:entirely|mainly|mostly|primarily|largely|wholly|fully))? (?:out of|of|from|with|using) ([^.,;:!?()\n]{1,60})"
+)
+_PHRASE_STOP = frozenset("and or in with for that which to so but while on at by it its is are was this "
+                         "into over under inside outside".split())
+_GENERIC_MATERIAL = frozenset("fabric fabrics material materials cloth textile textiles wood woods metal metals "
+                              "alloy yarn fibre fibres thread threads".split())
+_MATERIAL_KEY = re.compile(r"material|fabric|upholstery|fill|outsole|coating|shell|lining|handle|surface")
+_COLOUR_KEY = re.compile(r"colou?r|finish|shade")
+
+
 @dataclass(frozen=True)
 class _Facts:
     words: str  # normalised, padded facts text for phrase lookups
     raw_lower: str
     numbers: frozenset[str]
+    material_words: str = " "  # normalised, padded values of material-like attributes
+    colour_words: str = " "  # normalised, padded values of colour-like attributes
 
 
 def _facts(product: ProductUpsert) -> _Facts:
@@ -122,7 +141,39 @@ def _facts(product: ProductUpsert) -> _Facts:
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             parts.append(repr(v))
     text = "\n".join(parts)
-    return _Facts(words=_norm_words(text), raw_lower=text.lower(), numbers=frozenset(_numbers(text)))
+    mats = [str(v) for k, v in product.attributes.items() if isinstance(v, str) and _MATERIAL_KEY.search(k.lower())]
+    cols = [str(v) for k, v in product.attributes.items() if isinstance(v, str) and _COLOUR_KEY.search(k.lower())]
+    return _Facts(words=_norm_words(text), raw_lower=text.lower(), numbers=frozenset(_numbers(text)),
+                  material_words=_norm_words("\n".join(mats)), colour_words=_norm_words("\n".join(cols)))
+
+
+def _slot_errors(text: str, facts: _Facts) -> list[str]:
+    """Facts stated in the wrong slot (see the module docstring)."""
+    low = _CANON_RE.sub(lambda m: _CANON[m.group(1)], text.lower())
+    out: list[str] = []
+    for m in _MADE_OF.finditer(low):
+        words = []
+        for w in _norm_words(m.group(1)).split():
+            if w in _PHRASE_STOP or len(words) == 4:
+                break
+            words.append(w)
+        phrase = " " + " ".join(words) + " "
+        colours = _COLOUR_RE.findall(phrase)
+        materials = {x for x in _MATERIAL_RE.findall(phrase) if x not in colours}
+        if not colours or materials or any(w in _GENERIC_MATERIAL for w in words):
+            continue
+        for c in colours:
+            if f" {c} " not in facts.material_words:
+                out.append(f"colour_as_material:{c}")
+    norm = _norm_words(text)
+    for mat in _MATERIAL_RE.findall(norm):
+        if f" {mat} " in facts.colour_words:
+            continue
+        e = re.escape(mat)
+        if re.search(rf"(?<![a-z0-9-])(?:{e} colou?r(?:ed)?|{e}-colou?r(?:ed)?|colou?r is (?:an? )?{e}|"
+                     rf"(?:shade|hue) of {e})(?![a-z0-9-])", norm):
+            out.append(f"material_as_colour:{mat}")
+    return out
 
 
 def word_count(text: str) -> int:
@@ -169,6 +220,9 @@ def check(product: ProductUpsert, audience: str, text: str, *,
         for phrase in regex.findall(norm):
             if not _in_facts(phrase, facts):
                 add(f"{code}:{phrase}")
+
+    for reason in _slot_errors(text, facts):
+        add(reason)
 
     low = text.lower()
     for m in _CLAIMS_IF_IN_FACTS.finditer(low):

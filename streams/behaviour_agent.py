@@ -1,35 +1,43 @@
 """Behaviour agent: user-behavior events -> interest profiles -> audience (with hysteresis) -> Redis.
 
-Micro-batched (`stream.take_events(WorkerSettings.behaviour_batch_size, within=BATCH_WITHIN_S)`), so the per-event cost stays close
-to Faust's own iteration cost:
+Built so the per-event cost stays close to Faust's own iteration cost (`make bench` measures it):
+- events arrive in micro-batches (`stream.noack_take(WorkerSettings.behaviour_batch_size, within=0.1)`)
+  and are decoded by the schema's shortcut decoder (`decode_behavior_fields`);
 - product features (category key, log price, embedding) come from Redis product meta through an
   in-process cache, refreshed for a whole batch in one pipelined round trip (a hot product costs one
   Redis read per `FEATURE_TTL_S`);
-- profiles live in memory per partition; every event updates its user's profile in place (no
-  allocation beyond the decoded event) and re-scores the audiences (one mat-vec for the embedding term);
-- per batch, each *dirty* user's profile is written to the RocksDB table `user-profiles` (changelog)
-  once (one compact binary value per user, not per event), Redis is written only for the users whose
-  audience changed (one pipeline), and metrics are counted once.
+- profiles live in memory per partition; an event updates its user's profile in place and marks it dirty.
+  Nothing else happens per event.
 
-Durability (exact, at-least-once): the batch's table writes, Redis writes and generation-request sends
-happen in the loop body, before the agent asks for the next batch; only then does `take_events`
-acknowledge the batch's events, and Faust flushes the producer (the changelog records) before it
-commits their offsets. So a committed offset never covers a profile update that is not in the
-changelog: a SIGKILL loses nothing, it only replays the uncommitted tail. Replays are not counted twice:
-the profile stores the offset of the last event applied to it (a user's events all come from one
-partition, in order), and events at or below it are skipped (`descstream_behaviour_total{outcome="replayed"}`).
-No timer-based write-behind.
+Write-behind flush, every `WorkerSettings.profile_flush_interval_s` (agent loop, or a timer when the
+topic is idle) or once `profile_flush_max_events` events wait:
+1. each dirty user is re-scored once (audience assignment with hysteresis, `streams.profile`);
+2. users whose audience changed (or whose Redis key is older than half its TTL) are written to Redis in
+   one pipeline, which also checks which candidate variants exist; missing ones are requested;
+3. each dirty profile is written to the RocksDB table `user-profiles` once (one changelog record per
+   user per flush, however many events it took);
+4. only then are the flushed events acknowledged. Faust flushes the producer (changelog records,
+   requests) before it commits their offsets.
+
+Durability (at-least-once, updates applied exactly once): a committed offset never covers an event
+whose profile update is not in the changelog. A crash loses only unacknowledged events, which are
+redelivered; the profile stores the offset of the last event applied to it (a user's events all come
+from one partition, in order), so redelivered events already in the restored profile are skipped
+(`descstream_behaviour_total{outcome="replayed"}`). The flush interval is the price: an audience switch
+reaches Redis up to one interval after the event, and coalescing depends on how many events a user sends
+per interval (the bench reports it).
 
 On an audience change the agent requests the variants the user is likely to see next that are missing:
 their recently viewed products and the hot products of their top categories, limited to products whose
-category the new audience is relevant for. Each request carries ``source_ms``, the time (ms) of the
-behaviour event that triggered the switch, so `descstream loadgen` measures event time -> Redis write for
-switches as it does for product changes. A user's Redis key is also re-written when it is older than
-half its TTL (refresh).
+category the new audience is relevant for. A variant requested in the last `REQUESTED_TTL_S` is not
+requested again (the generation agent would coalesce it anyway; this keeps switch storms off the topic).
+Each request carries ``source_ms``, the time (ms) of the user's latest behaviour event before the switch,
+so `descstream loadgen` measures event time -> Redis write for switches as it does for product changes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -41,7 +49,7 @@ import numpy as np
 import orjson
 
 from descstream.config import Settings
-from descstream.schemas import DEFAULT_AUDIENCE, InvalidEvent, decode_behavior
+from descstream.schemas import DEFAULT_AUDIENCE, InvalidEvent, decode_behavior_fields
 
 from . import metrics
 from .fatal import crash_worker
@@ -54,6 +62,7 @@ log = logging.getLogger(__name__)
 
 BATCH_WITHIN_S = 0.1  # the batch size is WorkerSettings.behaviour_batch_size
 FEATURE_TTL_S = 60.0
+REQUESTED_TTL_S = 60.0  # a variant requested this recently is not requested again
 MISSING_TTL_S = 2.0
 HOT_PER_CATEGORY = 200
 SWITCH_CANDIDATES = 8
@@ -75,6 +84,18 @@ class BehaviourState:
         self.feature_at: dict[str, float] = {}
         self.hot: dict[str, dict[str, float]] = defaultdict(dict)
         self.known_variants: dict[tuple[str, str], float] = {}
+        self.requested: dict[tuple[str, str], float] = {}
+        self.hot_top_cache: dict[str, list[tuple[str, float]]] = {}
+        # write-behind. to_score: user -> [profile, time (s) of its latest event], updated since the last
+        # scoring round; dirty: partition -> user -> profile, updated since the last table flush
+        self.to_score: dict[str, list] = {}
+        self.dirty: dict[int, dict[str, Profile]] = {}
+        self.dirty_event: dict[int, Any] = {}  # partition -> one of its events (binds the table writes)
+        self.pending: list[Any] = []  # events consumed and applied, not yet acknowledged
+        self.last_flush = self.last_score = time.monotonic()
+        self.lock = asyncio.Lock()  # the agent loop and the idle-flush timer never interleave
+        self.stream: Any = None
+        self.flusher: asyncio.Future | None = None
 
     def stale_features(self, pid: str, now: float) -> bool:
         at = self.feature_at.get(pid)
@@ -105,6 +126,14 @@ class BehaviourState:
             keep = sorted(h.items(), key=lambda kv: kv[1], reverse=True)[:HOT_PER_CATEGORY]
             self.hot[ck] = dict(keep)
 
+    def hot_top(self, ck: str) -> list[tuple[str, float]]:
+        """The 5 hottest products of a category; computed once per scoring round (`hot_top_cache` is
+        cleared by the agent before each round)."""
+        top = self.hot_top_cache.get(ck)
+        if top is None:
+            top = self.hot_top_cache[ck] = sorted(self.hot.get(ck, {}).items(), key=lambda kv: kv[1], reverse=True)[:5]
+        return top
+
     def candidates(self, prof: Profile, audience: str) -> list[tuple[str, float]]:
         """(product, priority) the user is likely to see next: recent first, then hot in top categories."""
         out: dict[str, float] = {}
@@ -112,8 +141,7 @@ class BehaviourState:
             out[pid] = 20.0 - i
         top = sorted(prof.cats.items(), key=lambda kv: kv[1], reverse=True)[:2]
         for ck, _ in top:
-            hot = sorted(self.hot.get(ck, {}).items(), key=lambda kv: kv[1], reverse=True)[:5]
-            for pid, score in hot:
+            for pid, score in self.hot_top(ck):
                 out.setdefault(pid, 10.0 + min(score, 9.0) / 10.0)
         res = []
         for pid, prio in out.items():
@@ -128,6 +156,7 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
     from models.audiences import load_audiences
 
     topics = settings.topics
+    worker = settings.worker
     behavior_topic = app.topic(topics.behavior, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     table = app.Table(
         "user-profiles", default=None, partitions=topics.partitions, key_type=bytes, value_type=bytes,
@@ -136,7 +165,10 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
     model = AudienceModel(load_audiences())
     state = BehaviourState(settings, services, model)
     app.behaviour_state = state  # type: ignore[attr-defined]
-    max_bytes = settings.worker.max_field_bytes * 2
+    max_bytes = worker.max_field_bytes * 2
+    flush_every = worker.profile_flush_interval_s
+    score_every = worker.audience_interval_s
+    flush_max = worker.profile_flush_max_events
     events_in = metrics.EVENTS_IN.labels(topic=topics.behavior)
     ok_counter = metrics.BEHAVIOUR.labels(outcome="ok")
     unknown_counter = metrics.BEHAVIOUR.labels(outcome="unknown_product")
@@ -161,22 +193,28 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
     async def write_switches(changed: dict[str, tuple[Profile, bool, int]], now: float) -> None:
         """Redis audience keys + which candidate variants exist (one pipelined round trip), then requests
         for the missing variants of switched users. `changed`: user -> (profile, switched, time in ms of
-        the behaviour event that switched it). The sends are not awaited one by one: Faust flushes the
-        producer before it commits the batch's offsets."""
+        the user's latest event). The sends are not awaited one by one: Faust flushes the producer before
+        it commits the acknowledged offsets."""
         wanted: list[tuple[str, str, float, int]] = []
         seen: set[tuple[str, str]] = set()
         known = state.known_variants
+        requested = state.requested
         for prof, switched, src_ms in changed.values():
             new = prof.audience
             if not switched or new == DEFAULT_AUDIENCE:
                 continue
             for pid, prio in state.candidates(prof, new):
                 key = (pid, new)
-                if key not in seen:
-                    seen.add(key)
-                    at = known.get(key)
-                    if at is None or now - at > KNOWN_VARIANT_TTL_S:
-                        wanted.append((pid, new, prio, src_ms))
+                if key in seen:
+                    continue
+                seen.add(key)
+                at = known.get(key)
+                if at is not None and now - at <= KNOWN_VARIANT_TTL_S:
+                    continue
+                at = requested.get(key)
+                if at is not None and now - at <= REQUESTED_TTL_S:
+                    continue
+                wanted.append((pid, new, prio, src_ms))
         have = await store.set_user_audiences_and_check(
             [(uid, prof.audience) for uid, (prof, _sw, _ms) in changed.items()], [(pid, aud) for pid, aud, _, _ in wanted]
         )
@@ -184,11 +222,14 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
             prof.redis_at = now
         if len(known) > 100_000:
             known.clear()
+        if len(requested) > 100_000:
+            requested.clear()
         n = 0
         for (pid, aud, prio, src_ms), exists in zip(wanted, have):
             if exists:
                 known[(pid, aud)] = now
                 continue
+            requested[(pid, aud)] = now
             req = {"product_id": pid, "audiences": [aud], "reason": "audience_switch", "priority": prio, "version": 0,
                    "source_ms": src_ms}
             await app.gen_topic.send(key=pid.encode(), value=orjson.dumps(req))  # type: ignore[attr-defined]
@@ -196,99 +237,157 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
         if n:
             metrics.GEN_REQUESTS.labels(outcome="requested_switch").inc(n)
 
+    async def score() -> None:
+        """Re-score the users updated since the last round; write switches (and TTL refreshes) to Redis and
+        request missing variants. Called with `state.lock` held."""
+        to_score, state.to_score = state.to_score, {}
+        state.last_score = time.monotonic()
+        state.hot_top_cache.clear()
+        now = time.time()
+        assign = model.assign
+        changed: dict[str, tuple[Profile, bool, int]] = {}
+        for uid, (prof, ts) in to_score.items():
+            new = assign(prof)
+            if new != prof.audience:
+                prof.audience = new
+                changed[uid] = (prof, True, int(ts * 1000))
+                metrics.AUDIENCE_SWITCHES.labels(to=new).inc()
+            elif new != DEFAULT_AUDIENCE and now - prof.redis_at > user_ttl_half:
+                changed[uid] = (prof, False, 0)  # refresh the key's TTL (or re-write it after a crash)
+        if changed:
+            # Redis outages are retried inside RedisStore; anything else crashes the worker before the
+            # events are acknowledged, so the replay re-derives the switch (and its requests).
+            await write_switches(changed, now)
+
+    async def flush() -> None:
+        """Score, then write every dirty profile to the table, then acknowledge (see module docstring).
+        Called with `state.lock` held."""
+        await score()  # before the table writes: a crash in between re-derives the switches on replay
+        dirty, state.dirty = state.dirty, {}
+        dirty_event, state.dirty_event = state.dirty_event, {}
+        pending, state.pending = state.pending, []
+        state.last_flush = time.monotonic()
+        n_written = 0
+        for part, users in dirty.items():
+            table_set_many(table, dirty_event[part], ((uid.encode(), prof.dumps()) for uid, prof in users.items()))
+            n_written += len(users)
+        if n_written:
+            metrics.PROFILE_FLUSHES.inc(n_written)
+        ack = state.stream.ack
+        for event in pending:
+            await ack(event)
+
+    async def flush_or_score() -> None:
+        """Whatever is due (called with `state.lock` held)."""
+        mono = time.monotonic()
+        if len(state.pending) >= flush_max or (state.pending and mono - state.last_flush >= flush_every):
+            await flush()
+        elif state.to_score and mono - state.last_score >= score_every:
+            await score()
+
+    async def apply_batch(events: list[Any]) -> None:
+        """Decode (bad events -> dead-letter topic), refresh product features, update profiles in memory."""
+        now = time.time()
+        decoded = []
+        need: set[str] = set()
+        stale = state.stale_features
+        for event in events:
+            try:
+                ev = decode_behavior_fields(event.value, max_bytes)
+            except InvalidEvent as exc:
+                topic, part, off, key = event_coords(event)
+                dl = dead_letter(topic=topic, partition=part, offset=off, key=key, value=event.value, reason=str(exc))
+                await app.dlq_topic.send(key=key, value=orjson.dumps(dl.model_dump(mode="json")))  # type: ignore[attr-defined]
+                continue
+            decoded.append((event, ev))
+            pid = ev.product_id
+            if pid is not None and pid not in need and stale(pid, now):
+                need.add(pid)
+        if need:
+            await state.fetch_features(list(need), now)
+
+        profiles = state.profiles
+        features = state.features
+        bump_hot = state.bump_hot
+        weights = WEIGHTS
+        dirty = state.dirty
+        dirty_event = state.dirty_event
+        to_score = state.to_score
+        n_ok = n_unknown = n_replayed = 0
+        for event, ev in decoded:
+            msg = event.message
+            part = msg.partition
+            uid = ev.user_id
+            cache = profiles[part]
+            prof = cache.get(uid)
+            if prof is None:
+                raw = table_get(table, event, uid.encode())
+                prof = Profile.loads(raw) if raw else Profile()
+                cache[uid] = prof
+            off = msg.offset
+            if off <= prof.off:  # already applied (and flushed) before a crash/rebalance: skip
+                n_replayed += 1
+                continue
+            prof.off = off
+            pid = ev.product_id
+            ck = logp = emb = None
+            if pid is not None:
+                f = features.get(pid)
+                if f is None:
+                    n_unknown += 1
+                else:
+                    ck, _cat, logp, emb = f
+                    if ck is not None:
+                        bump_hot(ck, pid, 1.0)
+            prof.apply(weights.get(ev.event, 1.0), ev.ts, pid, ck, logp, emb, ev.query)
+            d = dirty.get(part)
+            if d is None:
+                d = dirty[part] = {}
+            d[uid] = prof
+            to_score[uid] = [prof, ev.ts]
+            dirty_event[part] = event
+            n_ok += 1
+        batch_hist.observe(len(events))
+        events_in.inc(len(events))
+        if n_ok:
+            ok_counter.inc(n_ok)
+        if n_unknown:
+            unknown_counter.inc(n_unknown)
+        if n_replayed:
+            replayed_counter.inc(n_replayed)
+
+    async def idle_flusher() -> None:
+        """Flush what waits when the topic goes quiet (the agent loop flushes only when events arrive).
+
+        A plain asyncio task, not a Faust timer: Faust stops its timers before it waits for unacknowledged
+        events on shutdown (`Consumer.wait_empty`), and only a flush acknowledges ours."""
+        while True:
+            await asyncio.sleep(min(flush_every, score_every) / 2)
+            try:
+                async with state.lock:
+                    await flush_or_score()
+            except Exception as exc:  # exit WITHOUT acknowledging anything unflushed (streams/fatal.py)
+                crash_worker("behaviour", exc)
+
     @app.agent(behavior_topic, name="descstream-behaviour")
     async def behaviour(stream: faust.StreamT) -> None:
         await audience_vectors()
-        profiles = state.profiles
-        features = state.features
-        stale = state.stale_features
-        bump_hot = state.bump_hot
-        assign = model.assign
-        weights = WEIGHTS
-        async for events in stream.take_events(settings.worker.behaviour_batch_size, within=BATCH_WITHIN_S):
+        state.stream = stream
+        if state.flusher is None:
+            state.flusher = asyncio.ensure_future(idle_flusher())
+        async for events in stream.noack_take(worker.behaviour_batch_size, within=BATCH_WITHIN_S):
             try:
-                now = time.time()
-                decoded = []
-                need: set[str] = set()
-                for event in events:
-                    try:
-                        ev = decode_behavior(event.value, max_bytes)
-                    except InvalidEvent as exc:
-                        topic, part, off, key = event_coords(event)
-                        dl = dead_letter(topic=topic, partition=part, offset=off, key=key, value=event.value, reason=str(exc))
-                        await app.dlq_topic.send(key=key, value=orjson.dumps(dl.model_dump(mode="json")))  # type: ignore[attr-defined]
-                        continue
-                    decoded.append((event, ev))
-                    pid = ev.product_id
-                    if pid is not None and pid not in need and stale(pid, now):
-                        need.add(pid)
-                if need:
-                    await state.fetch_features(list(need), now)
-
-                dirty: dict[int, dict[bytes, Profile]] = {}
-                dirty_event: dict[int, Any] = {}
-                changed: dict[str, tuple[Profile, bool, int]] = {}
-                n_ok = n_unknown = n_replayed = 0
-                for event, ev in decoded:
-                    msg = event.message
-                    part = msg.partition
-                    uid = ev.user_id
-                    cache = profiles[part]
-                    prof = cache.get(uid)
-                    if prof is None:
-                        raw = table_get(table, event, uid.encode())
-                        prof = Profile.loads(raw) if raw else Profile()
-                        cache[uid] = prof
-                    off = msg.offset
-                    if off <= prof.off:  # already applied (and written) before a crash/rebalance: skip
-                        n_replayed += 1
-                        continue
-                    prof.off = off
-                    pid = ev.product_id
-                    ck = logp = emb = None
-                    if pid is not None:
-                        f = features.get(pid)
-                        if f is None:
-                            n_unknown += 1
-                        else:
-                            ck, _cat, logp, emb = f
-                            if ck is not None:
-                                bump_hot(ck, pid, 1.0)
-                    prof.apply(weights.get(ev.event, 1.0), ev.ts.timestamp(), pid, ck, logp, emb, ev.query)
-                    d = dirty.get(part)
-                    if d is None:
-                        d = dirty[part] = {}
-                    d[uid.encode()] = prof
-                    dirty_event[part] = event
-                    n_ok += 1
-                    new = assign(prof)
-                    if new != prof.audience:
-                        prof.audience = new
-                        changed[uid] = (prof, True, int(ev.ts.timestamp() * 1000))  # source_ms of the switch
-                        metrics.AUDIENCE_SWITCHES.labels(to=new).inc()
-                    elif new != DEFAULT_AUDIENCE and now - prof.redis_at > user_ttl_half and uid not in changed:
-                        changed[uid] = (prof, False, 0)  # refresh the key's TTL (or re-write it after a crash)
-
-                if changed:  # before the table writes: a crash in between re-derives the switch on replay
-                    # Redis outages are retried inside RedisStore; anything else crashes the worker before
-                    # the batch is acknowledged, so the replay re-derives the switch (and its requests).
-                    await write_switches(changed, now)
-                n_written = 0
-                for part, users in dirty.items():
-                    table_set_many(table, dirty_event[part], ((k, p.dumps()) for k, p in users.items()))
-                    n_written += len(users)
-                batch_hist.observe(len(events))
-                events_in.inc(len(events))
-                if n_ok:
-                    ok_counter.inc(n_ok)
-                if n_unknown:
-                    unknown_counter.inc(n_unknown)
-                if n_replayed:
-                    replayed_counter.inc(n_replayed)
-                if n_written:
-                    metrics.PROFILE_FLUSHES.inc(n_written)
-            except Exception as exc:  # anything else: exit WITHOUT acknowledging this batch (streams/fatal.py)
+                async with state.lock:
+                    await apply_batch(events)
+                    state.pending.extend(events)
+                    await flush_or_score()
+            except Exception as exc:  # exit WITHOUT acknowledging anything unflushed (streams/fatal.py)
                 crash_worker("behaviour", exc)
+
+    @app.on_before_shutdown.connect
+    async def _stop_flusher(_app: Any, **kw: Any) -> None:  # after Faust's wait for unacknowledged events
+        if state.flusher is not None:
+            state.flusher.cancel()
 
     @app.on_partitions_assigned.connect
     async def _assigned(_app: Any, assigned: Any = None, **kw: Any) -> None:
@@ -297,3 +396,7 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
         for part in list(state.profiles):
             if part not in mine:
                 state.profiles.pop(part, None)
+                for uid in state.dirty.pop(part, {}):  # unacknowledged: the new owner re-consumes these events
+                    state.to_score.pop(uid, None)
+                state.dirty_event.pop(part, None)
+        state.pending = [e for e in state.pending if e.message.partition in mine]

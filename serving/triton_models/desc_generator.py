@@ -13,9 +13,13 @@ Outputs: TEXT BYTES, PROMPT_TOKENS INT32, GENERATED_TOKENS INT32, MODEL_VERSION 
   version's `artifacts/`); text is post-processed with `models.generation.clean_output`.
 - `DESCSTREAM_MODEL_MODE=tiny` loads the tiny random-init model of SmolLM2's architecture instead
   (`models.base_model.resolve_model_dir(tiny=True)`, built once and cached) through the same code path.
-- Generation: one batched forward over all valid rows (left padding, KV cache). Each row has its own
-  max_new_tokens, temperature and `torch.Generator(seed)`, so one request's output does not depend on its
-  batch-mates' parameters or random draws; rows that finish are dropped from the batch (and its KV cache).
+- Generation: `models.generation.decode_rows`, the same token loop `descstream eval` / `generate` use, with
+  the project's default decoding `models.generation.DECODING` (repetition controls, top-k/top-p); one
+  batched forward over all valid rows (left padding, KV cache). Each row has its own max_new_tokens,
+  temperature and `torch.Generator(seed)`, so one request's output does not depend on its batch-mates'
+  parameters or random draws; rows that finish are dropped from the batch (and its KV cache). Optional
+  config parameters `top_k`, `top_p`, `repetition_penalty`, `no_repeat_ngram_size` override `DECODING`
+  (leave them out to serve exactly what was evaluated).
 - Every request is validated on its own: an invalid product, unknown audience, bad parameter or wrong
   dtype/shape yields an INVALID_ARG error for that request only; an over-long prompt is truncated to the
   `max_input_tokens` parameter (seller description shortened first, then the middle of the prompt).
@@ -32,6 +36,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from models.generation import DECODING, DecodeRow, DecodingConfig
 from serving.triton_models import _common
 from serving.triton_models._common import RequestError
 
@@ -42,19 +47,15 @@ DEFAULTS = {
     "max_new_tokens_limit": "512",
     "max_product_bytes": "65536",
     "max_temperature": "5.0",
-    "top_k": "50",
+    "top_k": str(DECODING.top_k),
+    "top_p": str(DECODING.top_p),
+    "repetition_penalty": str(DECODING.repetition_penalty),
+    "no_repeat_ngram_size": str(DECODING.no_repeat_ngram_size),
     "torch_threads": "0",
 }
 
-
-@dataclass(frozen=True)
-class Row:
-    """One generation job: a tokenised prompt and its own decoding parameters."""
-
-    prompt_ids: tuple[int, ...]
-    max_new_tokens: int
-    temperature: float
-    seed: int
+#: One generation job: a tokenised prompt and its own max_new_tokens, temperature and seed.
+Row = DecodeRow
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,8 @@ class DescGenerator:
         max_new_tokens_limit: int = 512,
         max_product_bytes: int = 65536,
         max_temperature: float = 5.0,
-        top_k: int = 50,
+        top_k: int | None = None,
+        decoding: DecodingConfig | None = None,
         warmup: bool = True,
     ) -> None:
         from models import base_model, generation
@@ -91,7 +93,9 @@ class DescGenerator:
         self.max_new_tokens_limit = max_new_tokens_limit
         self.max_product_bytes = max_product_bytes
         self.max_temperature = max_temperature
-        self.top_k = top_k
+        self.decoding = decoding or DECODING
+        if top_k is not None:
+            self.decoding = self.decoding.replace(top_k=top_k)
         self._lock = threading.Lock()
         t0 = time.perf_counter()
         if mode == "tiny":
@@ -114,32 +118,28 @@ class DescGenerator:
         self.tokenizer.padding_side = "left"
         self.model_version = f"{model_name}/{version}-{suffix}"
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self.stop_ids = self._stop_ids()
-        self._clean = generation.clean_output
+        self.stop_ids = generation.stop_token_ids(self.tokenizer, self.model)
+        self.exempt_ids = generation.repetition_exempt_ids(self.tokenizer)
         if warmup:  # the first forward pass pays one-off kernel set-up (seconds): not the first request
             self.generate([Row(tuple(self.tokenizer("warm up", add_special_tokens=False)["input_ids"]), 2, 0.0, 0)])
         self.load_seconds = time.perf_counter() - t0
         log.info("loaded %s on %s in %.1fs", self.model_version, device, self.load_seconds)
 
-    def _stop_ids(self) -> frozenset[int]:
-        tok = self.tokenizer
-        ids: set[int] = set()
-        for t in ("<|im_end|>", tok.eos_token):
-            if t:
-                i = tok.convert_tokens_to_ids(t)
-                if isinstance(i, int) and i >= 0 and i != tok.unk_token_id:
-                    ids.add(i)
-        gc = getattr(self.model, "generation_config", None)
-        eos = getattr(gc, "eos_token_id", None) if gc is not None else None
-        for i in eos if isinstance(eos, (list, tuple)) else [eos]:
-            if isinstance(i, int) and i >= 0:
-                ids.add(i)
-        return frozenset(ids)
-
     # ---- request -> prompt ----------------------------------------------------------------------
+
+    def row(self, product_json: str | bytes, audience: str, max_new_tokens: Any, temperature: Any, seed: Any) -> Row:
+        """A validated request -> a `Row` (prompt ids, parameters, the product's fact tokens)."""
+        from models.generation import fact_token_ids
+
+        mnt, temp, sd = self.check_params(max_new_tokens, temperature, seed)
+        ids, product = self._prompt(product_json, audience)
+        return Row(ids, mnt, temp, sd, fact_token_ids(self.tokenizer, product))
 
     def prompt_ids(self, product_json: str | bytes, audience: str) -> tuple[int, ...]:
         """Validate the product and audience, render the training prompt, tokenise, truncate."""
+        return self._prompt(product_json, audience)[0]
+
+    def _prompt(self, product_json: str | bytes, audience: str) -> tuple[tuple[int, ...], Any]:
         from descstream.schemas import InvalidEvent, ProductUpsert, decode_product
 
         raw = product_json.encode() if isinstance(product_json, str) else bytes(product_json)
@@ -164,7 +164,7 @@ class DescGenerator:
             # still too long: keep the instructions (head) and the generation prompt (tail)
             tail = min(32, self.max_input_tokens // 4)
             ids = ids[: self.max_input_tokens - tail] + ids[-tail:]
-        return tuple(ids)
+        return tuple(ids), product
 
     def _render(self, product: Any, audience: str) -> list[int]:
         from models.prompt import render_prompt
@@ -186,86 +186,19 @@ class DescGenerator:
     # ---- batched generation ---------------------------------------------------------------------
 
     def generate(self, rows: Sequence[Row]) -> list[Output]:
-        """Generate for all rows in one batch (left padding + KV cache, per-row params and RNG)."""
+        """Generate for all rows in one batch (`models.generation.decode_rows` with `self.decoding`)."""
+        from models import generation
+
         if not rows:
             return []
         with self._lock:
-            tokens = self._generate_ids(rows)
-        outs = []
-        for row, toks in zip(rows, tokens):
-            body = toks[:-1] if toks and toks[-1] in self.stop_ids else toks
-            text = self._clean(self.tokenizer.decode(body, skip_special_tokens=True))
-            outs.append(Output(text=text, prompt_tokens=len(row.prompt_ids), generated_tokens=len(toks)))
-        return outs
-
-    def _generate_ids(self, rows: Sequence[Row]) -> list[list[int]]:
-        import torch
-
-        dev = self.device
-        n = len(rows)
-        width = max(len(r.prompt_ids) for r in rows)
-        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            if r.prompt_ids:
-                ids[i, width - len(r.prompt_ids) :] = torch.tensor(r.prompt_ids, dtype=torch.long)
-                mask[i, width - len(r.prompt_ids) :] = 1
-        mask[:, -1] = 1  # an empty prompt still needs one visible position
-        ids, mask = ids.to(dev), mask.to(dev)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        gens = []
-        for r in rows:
-            g = torch.Generator(device=dev)
-            g.manual_seed(r.seed & 0xFFFF_FFFF_FFFF_FFFF)
-            gens.append(g)
-        out_tokens: list[list[int]] = [[] for _ in rows]
-        active = list(range(n))  # original row index of each batch position
-        with torch.inference_mode():
-            res = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
-            cache = res.past_key_values
-            logits = res.logits[:, -1, :]
-            last_pos = pos[:, -1]
-            while True:
-                nxt = self._choose(logits, [rows[i] for i in active], [gens[i] for i in active])
-                keep: list[int] = []
-                for b, i in enumerate(active):
-                    t = int(nxt[b])
-                    out_tokens[i].append(t)
-                    if t not in self.stop_ids and len(out_tokens[i]) < rows[i].max_new_tokens:
-                        keep.append(b)
-                if not keep:
-                    break
-                if len(keep) < len(active):
-                    sel = torch.tensor(keep, dtype=torch.long, device=dev)
-                    cache.batch_select_indices(sel)
-                    mask, last_pos, nxt = mask[sel], last_pos[sel], nxt[sel]
-                    active = [active[b] for b in keep]
-                mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-                last_pos = last_pos + 1
-                res = self.model(
-                    input_ids=nxt.view(-1, 1),
-                    attention_mask=mask,
-                    position_ids=last_pos.view(-1, 1),
-                    past_key_values=cache,
-                    use_cache=True,
-                )
-                cache = res.past_key_values
-                logits = res.logits[:, -1, :]
-        return out_tokens
-
-    def _choose(self, logits: Any, rows: Sequence[Row], gens: Sequence[Any]) -> Any:
-        import torch
-
-        nxt = logits.argmax(dim=-1)
-        for b, (r, g) in enumerate(zip(rows, gens)):
-            if r.temperature > 0:
-                row = logits[b].float() / r.temperature
-                if self.top_k > 0:
-                    kth = torch.topk(row, min(self.top_k, row.shape[-1])).values[-1]
-                    row = row.masked_fill(row < kth, float("-inf"))
-                probs = torch.softmax(row, dim=-1)
-                nxt[b] = torch.multinomial(probs, 1, generator=g)[0]
-        return nxt
+            tokens = generation.decode_rows(self.model, rows, stop_ids=self.stop_ids, pad_id=self.pad_id,
+                                            device=self.device, decoding=self.decoding, exempt_ids=self.exempt_ids)
+        return [
+            Output(text=generation.decode_text(self.tokenizer, toks, self.stop_ids), prompt_tokens=len(row.prompt_ids),
+                   generated_tokens=len(toks))
+            for row, toks in zip(rows, tokens)
+        ]
 
 
 def _check_audience(audience: str) -> None:
@@ -298,7 +231,12 @@ class TritonPythonModel:
             max_new_tokens_limit=int(params["max_new_tokens_limit"]),
             max_product_bytes=int(params["max_product_bytes"]),
             max_temperature=float(params["max_temperature"]),
-            top_k=int(params["top_k"]),
+            decoding=DECODING.replace(
+                top_k=int(params["top_k"]),
+                top_p=float(params["top_p"]),
+                repetition_penalty=float(params["repetition_penalty"]),
+                no_repeat_ngram_size=int(params["no_repeat_ngram_size"]),
+            ),
         )
 
     def _parse(self, request: Any) -> list[Row]:
@@ -317,12 +255,13 @@ class TritonPythonModel:
             if not isinstance(pj, (bytes, bytearray)) or not pj:
                 raise RequestError("PRODUCT_JSON is empty")
             audience = _common.as_text(_common.row_scalar(aud, i, "AUDIENCE"), "AUDIENCE", 256)
-            m, t, s = g.check_params(
+            rows.append(g.row(
+                bytes(pj),
+                audience,
                 _common.row_scalar(mnt, i, "MAX_NEW_TOKENS"),
                 _common.row_scalar(temp, i, "TEMPERATURE"),
                 _common.row_scalar(seed, i, "SEED"),
-            )
-            rows.append(Row(g.prompt_ids(bytes(pj), audience), m, t, s))
+            ))
         return rows
 
     def execute(self, requests: list[Any]) -> list[Any]:

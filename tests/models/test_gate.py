@@ -163,3 +163,39 @@ def test_fallback_survives_hostile_facts():
 def test_fallback_orders_facts_by_audience():
     text = fallback_text(TENT, "outdoor_adventurers")
     assert text.index("weight") < text.index("sleeps")
+
+
+def test_colour_stated_as_material_fails():
+    # facts: colour olive green, material ripstop nylon
+    assert "colour_as_material:olive green" in reasons(GOOD + " The tent is made of olive green.")
+    assert "colour_as_material:olive green" in reasons(GOOD + " It is crafted from a tough olive green.")
+    assert "colour_as_material:green" in reasons(GOOD + " Made entirely from green, it packs small.")
+    # a colour adjective on the material, a generic noun, or the colour in its own slot are fine
+    assert reasons(GOOD + " The fly is made of olive green ripstop nylon.") == ()
+    assert reasons(GOOD + " It is made of olive green fabric.") == ()
+    assert reasons(GOOD + " It is made from ripstop nylon in olive green.") == ()
+    assert reasons(GOOD + " It is made of ripstop nylon, and it comes in olive green.") == ()
+
+
+def test_colour_word_that_is_the_material_passes():
+    lamp = TENT.model_copy(update={"title": "Lumo Arc Desk Lamp", "category": "Home > Lighting > Lamps",
+                                   "attributes": {"material": "brass", "colour": "black"}, "description": None})
+    text = "The Lumo Arc Desk Lamp is made of brass and finished in black, a calm light for a small desk at home."
+    assert reasons(text, lamp, "default") == ()
+    # "copper" is both a colour and a material: as a colour fact it may not become the material
+    lamp2 = lamp.model_copy(update={"attributes": {"material": "steel", "colour": "copper"}})
+    bad = "The Lumo Arc Desk Lamp is made of copper, a calm light for a small desk in a quiet home office."
+    assert "colour_as_material:copper" in reasons(bad, lamp2, "default")
+
+
+def test_material_stated_as_colour_fails():
+    assert "material_as_colour:ripstop nylon" in reasons(GOOD + " It comes in a ripstop nylon colour.")
+    assert "material_as_colour:ripstop nylon" in reasons(GOOD + " Its colour is ripstop nylon.")
+    assert reasons(GOOD + " Its colour is olive green.") == ()
+
+
+def test_reference_texts_have_no_slot_errors():
+    from models.dataset import build_synthetic_examples
+
+    for ex in build_synthetic_examples(120, seed=7):
+        assert not [r for r in check(ex.product, ex.audience, ex.text).reasons if "_as_" in r], ex.text

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import re
+import signal
 import urllib.request
 from datetime import datetime, timedelta, timezone
 
@@ -323,3 +325,26 @@ async def test_profiles_survive_worker_kill(pipe):
     assert prof.n == 3, prof  # nothing lost, nothing counted twice (replays are skipped by offset)
     assert prof.recent == [TENT] and prof.audience == "outdoor_adventurers"
     assert pipe.metric("descstream_profile_flushes_total") >= 1
+
+
+async def test_graceful_stop_flushes_profiles_before_it_commits(pipe):
+    """SIGTERM with updates still in the write-behind buffer: Faust waits for unacknowledged events on
+    shutdown, the agent's own flusher writes the profile and acknowledges them, so the worker exits
+    cleanly (no hang) and the changelog holds the profile before any restart."""
+    t = pipe.settings.topics
+    before = pipe.metric("descstream_behaviour_total", outcome="ok")
+    for i in range(4):
+        await pipe.send(t.behavior, "u-3", behaviour("u-3", PHONES, "click", minute=200 + i))
+
+    async def processed():
+        return pipe.metric("descstream_behaviour_total", outcome="ok") >= before + 4
+
+    await wait_for(processed, what="4 behaviour events processed")
+    proc = pipe.worker.proc
+    os.killpg(proc.pid, signal.SIGTERM)
+    rc = await asyncio.to_thread(proc.wait, 60)  # a hang here would mean unacknowledged events never drain
+    pipe.worker.fh.close()
+    assert rc == 0, pipe.worker.tail()
+    prof = await changelog_profile(pipe, "u-3")
+    assert prof is not None and prof.n == 4, prof
+    pipe.start_worker()  # leave a running worker for any later test
