@@ -104,6 +104,7 @@ class DecodingConfig:
       the third occurrence banned, which mirrors the gate's `repetition_loop` rule);
     - number and punctuation tokens are exempt from both (see the module docstring), and the penalty
       spares each row's `protected_ids` (its product's fact tokens);
+    - `min_new_tokens`: stop tokens are banned until a row has generated this many tokens (0 = off);
     - `seed`: the default per-row seed (eval / batch generate; serving sends its own).
     """
 
@@ -113,12 +114,13 @@ class DecodingConfig:
     repetition_penalty: float = 1.0
     no_repeat_ngram_size: int = 0
     ngram_max_count: int = 1
+    min_new_tokens: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
             raise ValueError(f"bad decoding parameters: {self}")
-        if self.repetition_penalty <= 0 or self.no_repeat_ngram_size < 0 or self.ngram_max_count < 1:
+        if self.repetition_penalty <= 0 or self.no_repeat_ngram_size < 0 or self.ngram_max_count < 1 or self.min_new_tokens < 0:
             raise ValueError(f"bad decoding parameters: {self}")
 
     def replace(self, **changes: Any) -> "DecodingConfig":
@@ -136,6 +138,8 @@ class DecodingConfig:
         if self.no_repeat_ngram_size:
             extra.append(f"no_repeat_ngram_size {self.no_repeat_ngram_size}"
                          + (f" (max {self.ngram_max_count} occurrences)" if self.ngram_max_count > 1 else ""))
+        if self.min_new_tokens:
+            extra.append(f"min_new_tokens {self.min_new_tokens}")
         return mode + (" + " + ", ".join(extra) if extra else "") + " (generated tokens only)" * bool(extra)
 
 
@@ -310,6 +314,13 @@ def decode_rows(
         while True:
             logits = process_logits(logits, [out_tokens[i] for i in active], decoding, exempt_ids,
                                     [rows[i].protected_ids for i in active])
+            if decoding.min_new_tokens and stop:
+                early = [b for b, i in enumerate(active) if len(out_tokens[i]) < decoding.min_new_tokens]
+                if early:
+                    logits = logits.float().clone()
+                    stop_idx = torch.tensor(sorted(stop), dtype=torch.long, device=logits.device)
+                    for b in early:
+                        logits[b, stop_idx] = float("-inf")
             nxt = choose_tokens(logits, [rows[i].temperature for i in active], [gens[i] for i in active], decoding)
             keep: list[int] = []
             for b, i in enumerate(active):

@@ -9,8 +9,11 @@ Built so the per-event cost stays close to Faust's own iteration cost (`make ben
 - profiles live in memory per partition; an event updates its user's profile in place and marks it dirty.
   Nothing else happens per event.
 
-Write-behind flush, every `WorkerSettings.profile_flush_interval_s` (agent loop, or a timer when the
-topic is idle) or once `profile_flush_max_events` events wait:
+Write-behind. Users updated since the last round are re-scored every `WorkerSettings.audience_interval_s`
+(steps 1-2); everything is flushed every `profile_flush_interval_s`, once `profile_flush_max_events`
+events wait, or when no batch came for `IDLE_FLUSH_S` (steps 1-4; the agent loop does this when events
+arrive, a plain asyncio task when the topic is quiet or Faust waits for unacknowledged events on
+shutdown/rebalance):
 1. each dirty user is re-scored once (audience assignment with hysteresis, `streams.profile`);
 2. users whose audience changed (or whose Redis key is older than half its TTL) are written to Redis in
    one pipeline, which also checks which candidate variants exist; missing ones are requested;
@@ -23,9 +26,10 @@ Durability (at-least-once, updates applied exactly once): a committed offset nev
 whose profile update is not in the changelog. A crash loses only unacknowledged events, which are
 redelivered; the profile stores the offset of the last event applied to it (a user's events all come
 from one partition, in order), so redelivered events already in the restored profile are skipped
-(`descstream_behaviour_total{outcome="replayed"}`). The flush interval is the price: an audience switch
-reaches Redis up to one interval after the event, and coalescing depends on how many events a user sends
-per interval (the bench reports it).
+(`descstream_behaviour_total{outcome="replayed"}`). The intervals are the price: under steady traffic an
+audience switch reaches Redis up to `audience_interval_s` after the event, a crash replays up to
+`profile_flush_interval_s` of events, and how much the write-behind saves depends on how many events a
+user sends per interval (`make bench` reports table writes and switches per event).
 
 On an audience change the agent requests the variants the user is likely to see next that are missing:
 their recently viewed products and the hot products of their top categories, limited to products whose
@@ -62,6 +66,7 @@ log = logging.getLogger(__name__)
 
 BATCH_WITHIN_S = 0.1  # the batch size is WorkerSettings.behaviour_batch_size
 FEATURE_TTL_S = 60.0
+IDLE_FLUSH_S = 0.25  # no batch for this long: flush (and score) now instead of at the interval
 REQUESTED_TTL_S = 60.0  # a variant requested this recently is not requested again
 MISSING_TTL_S = 2.0
 HOT_PER_CATEGORY = 200
@@ -92,7 +97,7 @@ class BehaviourState:
         self.dirty: dict[int, dict[str, Profile]] = {}
         self.dirty_event: dict[int, Any] = {}  # partition -> one of its events (binds the table writes)
         self.pending: list[Any] = []  # events consumed and applied, not yet acknowledged
-        self.last_flush = self.last_score = time.monotonic()
+        self.last_flush = self.last_score = self.last_batch = time.monotonic()
         self.lock = asyncio.Lock()  # the agent loop and the idle-flush timer never interleave
         self.stream: Any = None
         self.flusher: asyncio.Future | None = None
@@ -173,6 +178,7 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
     ok_counter = metrics.BEHAVIOUR.labels(outcome="ok")
     unknown_counter = metrics.BEHAVIOUR.labels(outcome="unknown_product")
     replayed_counter = metrics.BEHAVIOUR.labels(outcome="replayed")
+    acked_counter = metrics.BEHAVIOUR_ACKED
     batch_hist = metrics.BATCH_SIZE.labels(agent="behaviour")
     store = services.store
     user_ttl_half = settings.redis.user_ttl_s / 2 if settings.redis.user_ttl_s else float("inf")
@@ -276,13 +282,15 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
         ack = state.stream.ack
         for event in pending:
             await ack(event)
+        acked_counter.inc(len(pending))
 
     async def flush_or_score() -> None:
         """Whatever is due (called with `state.lock` held)."""
         mono = time.monotonic()
-        if len(state.pending) >= flush_max or (state.pending and mono - state.last_flush >= flush_every):
+        idle = mono - state.last_batch >= IDLE_FLUSH_S
+        if state.pending and (len(state.pending) >= flush_max or idle or mono - state.last_flush >= flush_every):
             await flush()
-        elif state.to_score and mono - state.last_score >= score_every:
+        elif state.to_score and (idle or mono - state.last_score >= score_every):
             await score()
 
     async def apply_batch(events: list[Any]) -> None:
@@ -362,7 +370,7 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
         A plain asyncio task, not a Faust timer: Faust stops its timers before it waits for unacknowledged
         events on shutdown (`Consumer.wait_empty`), and only a flush acknowledges ours."""
         while True:
-            await asyncio.sleep(min(flush_every, score_every) / 2)
+            await asyncio.sleep(min(flush_every, score_every, 2 * IDLE_FLUSH_S) / 2)
             try:
                 async with state.lock:
                     await flush_or_score()
@@ -378,6 +386,7 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
         async for events in stream.noack_take(worker.behaviour_batch_size, within=BATCH_WITHIN_S):
             try:
                 async with state.lock:
+                    state.last_batch = time.monotonic()
                     await apply_batch(events)
                     state.pending.extend(events)
                     await flush_or_score()

@@ -30,6 +30,9 @@ REDIS_WRITES = Counter("descstream_redis_writes_total", "Redis description write
 PUBLISHED = Counter("descstream_descriptions_published_total", "Descriptions published by source", ["source"], registry=REGISTRY)
 CONSUMER_LAG = Gauge("descstream_consumer_lag", "Highwater minus committed offset", ["topic", "partition"], registry=REGISTRY)
 PROFILE_FLUSHES = Counter("descstream_profile_flushes_total", "Profiles written to the table changelog", registry=REGISTRY)
+BEHAVIOUR_ACKED = Counter(
+    "descstream_behaviour_acked_total", "Behaviour events acknowledged (their profiles are in the changelog)", registry=REGISTRY,
+)
 REDIS_RETRIES = Counter(
     "descstream_redis_retries_total", "Redis operations retried after a transient error (outage, timeout, LOADING)",
     ["op"], registry=REGISTRY,

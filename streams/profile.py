@@ -12,7 +12,7 @@ Audience assignment uses hysteresis: a user leaves their current audience only w
 at least `MARGIN` higher, and not before `MIN_EVENTS` events, so users don't flap between audiences.
 
 Serialised form (table value, written once per user per micro-batch, not per event): 4-byte length +
-orjson header + float16 centroid bytes (~1 KB per user). The header carries `off`, the offset of the last
+orjson header + float16 centroid bytes (~0.8 KB per user). The header carries `off`, the offset of the last
 behaviour event applied (a user's events all come from one partition), so a batch replayed after a crash
 is skipped event by event instead of being counted twice: profile updates are applied exactly once.
 """
@@ -57,13 +57,6 @@ _LOG60 = math.log(60.0)
 _LOG4 = math.log(4.0)
 
 
-def _axpy_inplace(cent: np.ndarray, emb: np.ndarray, a: float) -> None:
-    """cent += (emb - cent) * a without temporaries beyond one buffer."""
-    tmp = np.subtract(emb, cent)
-    tmp *= a
-    cent += tmp
-
-
 def category_key(category: str | None) -> str | None:
     if not category:
         return None
@@ -84,7 +77,16 @@ class Profile:
     recent: list[str] = field(default_factory=list)
     redis_at: float = 0.0
     off: int = -1  # offset of the last applied event (idempotent replays)
-    cent: np.ndarray | None = None
+    # weighted sum of the embeddings (decayed like cw): the centroid is esum / cw. A sum costs one numpy
+    # add per event where a running mean costs three; scoring is scale-invariant and uses it directly.
+    esum: np.ndarray | None = None
+
+    @property
+    def cent(self) -> np.ndarray | None:
+        """The embedding centroid (weighted mean of the products' unit embeddings)."""
+        if self.esum is None or self.cw <= 0:
+            return None
+        return self.esum / self.cw
 
     # ------------------------------------------------------------------ encoding
     def dumps(self) -> bytes:
@@ -101,8 +103,8 @@ class Profile:
         (n,) = _LEN.unpack_from(raw)
         head = orjson.loads(raw[4 : 4 + n])
         p = cls(*head)  # older values without `off` load with off=-1
-        if len(raw) > 4 + n:
-            p.cent = np.frombuffer(raw, dtype=np.float16, offset=4 + n).astype(np.float32)
+        if len(raw) > 4 + n:  # stored as the centroid (float16), kept as the weighted sum
+            p.esum = np.frombuffer(raw, dtype=np.float16, offset=4 + n).astype(np.float32) * np.float32(p.cw)
         return p
 
     # ------------------------------------------------------------------ update
@@ -124,6 +126,8 @@ class Profile:
             self.pw *= f
             self.plog *= f
             self.cw *= f
+            if self.esum is not None:
+                self.esum *= f
             self.t = ts
 
     def update(
@@ -175,15 +179,16 @@ class Profile:
             self.pw += w
             self.plog += w * logp
         if embedding is not None:
-            cent = self.cent
-            if cent is None or self.cw <= 0:
-                self.cent = embedding.astype(np.float32, copy=True)
+            esum = self.esum
+            if esum is None or self.cw <= 0:
+                self.esum = embedding * np.float32(w)  # a new array, never the caller's
                 self.cw = w
             else:
-                tot = self.cw + w
-                # cent = cent * cw/tot + emb * w/tot, in place: cent += (emb - cent) * (w/tot)
-                _axpy_inplace(cent, embedding, w / tot)
-                self.cw = tot
+                if w == 1.0:
+                    esum += embedding
+                else:
+                    esum += embedding * np.float32(w)
+                self.cw += w
 
 
 class AudienceModel:
@@ -254,8 +259,8 @@ class AudienceModel:
                 for aud, w in p.q.items():
                     if aud in s:
                         s[aud] += 0.8 * w / denom
-        cent = p.cent
-        if cent is not None and self._vmat is not None:
+        cent = p.esum  # scale-invariant below: the sum scores like the centroid
+        if cent is not None and p.cw > 0 and self._vmat is not None:
             norm = math.sqrt(float(cent @ cent)) or 1.0
             sims = (self._vmat @ cent).tolist()
             mean = sum(sims) / len(sims)

@@ -18,8 +18,9 @@ Outputs: TEXT BYTES, PROMPT_TOKENS INT32, GENERATED_TOKENS INT32, MODEL_VERSION 
   batched forward over all valid rows (left padding, KV cache). Each row has its own max_new_tokens,
   temperature and `torch.Generator(seed)`, so one request's output does not depend on its batch-mates'
   parameters or random draws; rows that finish are dropped from the batch (and its KV cache). Optional
-  config parameters `top_k`, `top_p`, `repetition_penalty`, `no_repeat_ngram_size` override `DECODING`
-  (leave them out to serve exactly what was evaluated).
+  config parameters named like `DecodingConfig` fields (`top_k`, `top_p`, `repetition_penalty`,
+  `no_repeat_ngram_size`, `ngram_max_count`, `min_new_tokens`) override `DECODING`; leave them out to
+  serve exactly what was evaluated. TEMPERATURE/SEED stay per request.
 - Every request is validated on its own: an invalid product, unknown audience, bad parameter or wrong
   dtype/shape yields an INVALID_ARG error for that request only; an over-long prompt is truncated to the
   `max_input_tokens` parameter (seller description shortened first, then the middle of the prompt).
@@ -47,12 +48,10 @@ DEFAULTS = {
     "max_new_tokens_limit": "512",
     "max_product_bytes": "65536",
     "max_temperature": "5.0",
-    "top_k": str(DECODING.top_k),
-    "top_p": str(DECODING.top_p),
-    "repetition_penalty": str(DECODING.repetition_penalty),
-    "no_repeat_ngram_size": str(DECODING.no_repeat_ngram_size),
     "torch_threads": "0",
 }
+#: Model-level decoding fields a config.pbtxt parameter may override (temperature and seed are per request).
+DECODING_PARAMETERS = tuple(k for k in DECODING.to_dict() if k not in ("temperature", "seed"))
 
 #: One generation job: a tokenised prompt and its own max_new_tokens, temperature and seed.
 Row = DecodeRow
@@ -201,6 +200,13 @@ class DescGenerator:
         ]
 
 
+def decoding_from_parameters(params: dict[str, Any]) -> DecodingConfig:
+    """`DECODING`, with any of `DECODING_PARAMETERS` given as config.pbtxt parameters overriding it."""
+    defaults = DECODING.to_dict()
+    changes = {k: type(defaults[k])(params[k]) for k in DECODING_PARAMETERS if str(params.get(k, "")).strip()}
+    return DECODING.replace(**changes)
+
+
 def _check_audience(audience: str) -> None:
     if not audience:
         raise RequestError("AUDIENCE is empty")
@@ -231,12 +237,7 @@ class TritonPythonModel:
             max_new_tokens_limit=int(params["max_new_tokens_limit"]),
             max_product_bytes=int(params["max_product_bytes"]),
             max_temperature=float(params["max_temperature"]),
-            decoding=DECODING.replace(
-                top_k=int(params["top_k"]),
-                top_p=float(params["top_p"]),
-                repetition_penalty=float(params["repetition_penalty"]),
-                no_repeat_ngram_size=int(params["no_repeat_ngram_size"]),
-            ),
+            decoding=decoding_from_parameters(params),
         )
 
     def _parse(self, request: Any) -> list[Row]:
