@@ -143,9 +143,6 @@ class WorkerSettings(BaseModel):
         default=1.0, gt=0,
         description="how long a batch of only not-yet-due retries waits before re-sending them",
     )
-    behaviour_batch_size: int = Field(
-        default=1000, ge=1, description="max behaviour events per micro-batch (noack_take, within 0.1 s)",
-    )
     audience_interval_s: float = Field(
         default=1.0, gt=0, le=60,
         description="behaviour agent: how often users updated since the last round are re-scored (audience "

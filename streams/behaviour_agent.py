@@ -1,13 +1,14 @@
 """Behaviour agent: user-behavior events -> interest profiles -> audience (with hysteresis) -> Redis.
 
-Built so the per-event cost stays close to Faust's own iteration cost (`make bench` measures it):
-- events arrive in micro-batches (`stream.noack_take(WorkerSettings.behaviour_batch_size, within=0.1)`)
-  and are decoded by the schema's shortcut decoder (`decode_behavior_fields`);
-- product features (category key, log price, embedding) come from Redis product meta through an
-  in-process cache, refreshed for a whole batch in one pipelined round trip (a hot product costs one
-  Redis read per `FEATURE_TTL_S`);
-- profiles live in memory per partition; an event updates its user's profile in place and marks it dirty.
-  Nothing else happens per event.
+Built so the per-event cost stays close to Faust's own iteration cost (`make bench` measures it): the
+agent iterates events one by one on a `noack()` stream (Faust's cheapest path; `take()` batching costs
+more per event), and an event only
+- is decoded by the schema's checked shortcut (`decode_behavior_fields`; bad ones go to the dead-letter
+  topic),
+- finds its product's features (category key, log price, embedding) in an in-process cache filled from
+  Redis product meta (a product costs one Redis read per `FEATURE_TTL_S`),
+- updates its user's profile in memory (profiles live per partition) and marks it dirty.
+Prometheus counts are published in bulk.
 
 Write-behind. Users updated since the last round are re-scored every `WorkerSettings.audience_interval_s`
 (steps 1-2); everything is flushed every `profile_flush_interval_s`, once `profile_flush_max_events`
@@ -64,9 +65,8 @@ from .validation import dead_letter, event_coords
 
 log = logging.getLogger(__name__)
 
-BATCH_WITHIN_S = 0.1  # the batch size is WorkerSettings.behaviour_batch_size
 FEATURE_TTL_S = 60.0
-IDLE_FLUSH_S = 0.25  # no batch for this long: flush (and score) now instead of at the interval
+IDLE_FLUSH_S = 0.25  # no event for this long: flush (and score) now instead of at the interval
 REQUESTED_TTL_S = 60.0  # a variant requested this recently is not requested again
 MISSING_TTL_S = 2.0
 HOT_PER_CATEGORY = 200
@@ -97,7 +97,8 @@ class BehaviourState:
         self.dirty: dict[int, dict[str, Profile]] = {}
         self.dirty_event: dict[int, Any] = {}  # partition -> one of its events (binds the table writes)
         self.pending: list[Any] = []  # events consumed and applied, not yet acknowledged
-        self.last_flush = self.last_score = self.last_batch = time.monotonic()
+        self.last_flush = self.last_score = self.last_event = time.monotonic()
+        self.counts = [0, 0, 0, 0]  # events, ok, unknown product, replayed: published in bulk
         self.lock = asyncio.Lock()  # the agent loop and the idle-flush timer never interleave
         self.stream: Any = None
         self.flusher: asyncio.Future | None = None
@@ -283,89 +284,79 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
         for event in pending:
             await ack(event)
         acked_counter.inc(len(pending))
+        batch_hist.observe(len(pending))
 
-    async def flush_or_score() -> None:
-        """Whatever is due (called with `state.lock` held)."""
-        mono = time.monotonic()
-        idle = mono - state.last_batch >= IDLE_FLUSH_S
-        if state.pending and (len(state.pending) >= flush_max or idle or mono - state.last_flush >= flush_every):
-            await flush()
-        elif state.to_score and (idle or mono - state.last_score >= score_every):
-            await score()
-
-    async def apply_batch(events: list[Any]) -> None:
-        """Decode (bad events -> dead-letter topic), refresh product features, update profiles in memory."""
-        now = time.time()
-        decoded = []
-        need: set[str] = set()
-        stale = state.stale_features
-        for event in events:
-            try:
-                ev = decode_behavior_fields(event.value, max_bytes)
-            except InvalidEvent as exc:
-                topic, part, off, key = event_coords(event)
-                dl = dead_letter(topic=topic, partition=part, offset=off, key=key, value=event.value, reason=str(exc))
-                await app.dlq_topic.send(key=key, value=orjson.dumps(dl.model_dump(mode="json")))  # type: ignore[attr-defined]
-                continue
-            decoded.append((event, ev))
-            pid = ev.product_id
-            if pid is not None and pid not in need and stale(pid, now):
-                need.add(pid)
-        if need:
-            await state.fetch_features(list(need), now)
-
-        profiles = state.profiles
-        features = state.features
-        bump_hot = state.bump_hot
-        weights = WEIGHTS
-        dirty = state.dirty
-        dirty_event = state.dirty_event
-        to_score = state.to_score
-        n_ok = n_unknown = n_replayed = 0
-        for event, ev in decoded:
-            msg = event.message
-            part = msg.partition
-            uid = ev.user_id
-            cache = profiles[part]
-            prof = cache.get(uid)
-            if prof is None:
-                raw = table_get(table, event, uid.encode())
-                prof = Profile.loads(raw) if raw else Profile()
-                cache[uid] = prof
-            off = msg.offset
-            if off <= prof.off:  # already applied (and flushed) before a crash/rebalance: skip
-                n_replayed += 1
-                continue
-            prof.off = off
-            pid = ev.product_id
-            ck = logp = emb = None
-            if pid is not None:
-                f = features.get(pid)
-                if f is None:
-                    n_unknown += 1
-                else:
-                    ck, _cat, logp, emb = f
-                    if ck is not None:
-                        bump_hot(ck, pid, 1.0)
-            prof.apply(weights.get(ev.event, 1.0), ev.ts, pid, ck, logp, emb, ev.query)
-            d = dirty.get(part)
-            if d is None:
-                d = dirty[part] = {}
-            d[uid] = prof
-            to_score[uid] = [prof, ev.ts]
-            dirty_event[part] = event
-            n_ok += 1
-        batch_hist.observe(len(events))
-        events_in.inc(len(events))
+    def publish_counts() -> None:
+        """Per-event counts go to Prometheus in bulk (a counter increment takes a lock)."""
+        n_events, n_ok, n_unknown, n_replayed = counts
+        if n_events:
+            events_in.inc(n_events)
         if n_ok:
             ok_counter.inc(n_ok)
         if n_unknown:
             unknown_counter.inc(n_unknown)
         if n_replayed:
             replayed_counter.inc(n_replayed)
+        counts[:] = [0, 0, 0, 0]
+
+    async def flush_or_score() -> None:
+        """Whatever is due (called with `state.lock` held)."""
+        publish_counts()
+        mono = time.monotonic()
+        idle = mono - state.last_event >= IDLE_FLUSH_S
+        if state.pending and (len(state.pending) >= flush_max or idle or mono - state.last_flush >= flush_every):
+            await flush()
+        elif state.to_score and (idle or mono - state.last_score >= score_every):
+            await score()
+
+    counts = state.counts
+    profiles = state.profiles
+    features = state.features
+    bump_hot = state.bump_hot
+    weights = WEIGHTS
+
+    def apply_event(event: Any, ev: Any) -> None:
+        """Update the user's profile in memory and mark it dirty (synchronous: never interleaves a flush)."""
+        msg = event.message
+        part = msg.partition
+        uid = ev.user_id
+        cache = profiles[part]
+        prof = cache.get(uid)
+        if prof is None:
+            raw = table_get(table, event, uid.encode())
+            prof = Profile.loads(raw) if raw else Profile()
+            cache[uid] = prof
+        off = msg.offset
+        if off <= prof.off:  # already applied (and flushed) before a crash/rebalance: skip
+            counts[3] += 1
+            return
+        prof.off = off
+        pid = ev.product_id
+        ck = logp = emb = None
+        if pid is not None:
+            f = features.get(pid)
+            if f is None:
+                counts[2] += 1
+            else:
+                ck, _cat, logp, emb = f
+                if ck is not None:
+                    bump_hot(ck, pid, 1.0)
+        prof.apply(weights.get(ev.event, 1.0), ev.ts, pid, ck, logp, emb, ev.query)
+        d = state.dirty.get(part)
+        if d is None:
+            d = state.dirty[part] = {}
+            state.dirty_event[part] = event
+        d[uid] = prof
+        state.to_score[uid] = [prof, ev.ts]
+        counts[1] += 1
+
+    async def dead_letter_event(event: Any, exc: InvalidEvent) -> None:
+        topic, part, off, key = event_coords(event)
+        dl = dead_letter(topic=topic, partition=part, offset=off, key=key, value=event.value, reason=str(exc))
+        await app.dlq_topic.send(key=key, value=orjson.dumps(dl.model_dump(mode="json")))  # type: ignore[attr-defined]
 
     async def idle_flusher() -> None:
-        """Flush what waits when the topic goes quiet (the agent loop flushes only when events arrive).
+        """Flush what waits when the topic goes quiet (the agent flushes only when events arrive).
 
         A plain asyncio task, not a Faust timer: Faust stops its timers before it waits for unacknowledged
         events on shutdown (`Consumer.wait_empty`), and only a flush acknowledges ours."""
@@ -379,17 +370,36 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
 
     @app.agent(behavior_topic, name="descstream-behaviour")
     async def behaviour(stream: faust.StreamT) -> None:
+        """One event at a time (Faust's cheapest iteration), acknowledged later by `flush`."""
         await audience_vectors()
-        state.stream = stream
+        manual = stream.noack()
+        state.stream = manual
         if state.flusher is None:
             state.flusher = asyncio.ensure_future(idle_flusher())
-        async for events in stream.noack_take(worker.behaviour_batch_size, within=BATCH_WITHIN_S):
+        stale = state.stale_features
+        pending = state.pending
+        monotonic = time.monotonic
+        async for event in manual.events():
             try:
-                async with state.lock:
-                    state.last_batch = time.monotonic()
-                    await apply_batch(events)
-                    state.pending.extend(events)
-                    await flush_or_score()
+                counts[0] += 1
+                mono = state.last_event = monotonic()
+                try:
+                    ev = decode_behavior_fields(event.value, max_bytes)
+                except InvalidEvent as exc:
+                    await dead_letter_event(event, exc)
+                    state.pending.append(event)
+                    continue
+                pid = ev.product_id
+                if pid is not None and stale(pid, time.time()):  # cached per product: rare
+                    await state.fetch_features([pid], time.time())
+                apply_event(event, ev)
+                if pending is not state.pending:  # a flush swapped the list
+                    pending = state.pending
+                pending.append(event)
+                if (mono - state.last_score >= score_every or mono - state.last_flush >= flush_every
+                        or len(pending) >= flush_max):
+                    async with state.lock:
+                        await flush_or_score()
             except Exception as exc:  # exit WITHOUT acknowledging anything unflushed (streams/fatal.py)
                 crash_worker("behaviour", exc)
 

@@ -171,6 +171,7 @@ async def run_workers(settings: Settings, tmp: Path, procs: int, mode: str, n: i
         # let the group settle (all members joined, no pending rebalance)
         await asyncio.sleep(settings.worker.broker_session_timeout_s if procs > 1 else 1.0)
         base = sum(scrape(p, metric) for p in ports)
+        cpu0 = sum(cpu_seconds(w.pid) for w in workers)
         prod = asyncio.create_task(produce(settings, settings.topics.behavior, events))
         t_first = None
         while True:
@@ -183,10 +184,14 @@ async def run_workers(settings: Settings, tmp: Path, procs: int, mode: str, n: i
             if t_first is not None and now - t_first > 600:
                 raise RuntimeError("benchmark did not finish in 10 minutes")
             await asyncio.sleep(0.2)
+        cpu1 = sum(cpu_seconds(w.pid) for w in workers)
         await prod
         per_worker = [scrape(p, metric) for p in ports]
         out = {"events_per_s": round(n / (now - (t_first or now)), 1), "seconds": round(now - (t_first or now), 2),
-               "per_worker_counts": per_worker}
+               "per_worker_counts": per_worker,
+               # CPU the worker processes spent per event (from before the first event to the last one):
+               # the cost figure that other load on the machine does not distort
+               "worker_cpu_us_per_event": round((cpu1 - cpu0) / n * 1e6, 1)}
         if mode != "plain":
             # write-behind coalescing, over the whole run (warm-up included): table writes and audience
             # switches per event, and generation requests the switches caused
@@ -204,6 +209,15 @@ async def run_workers(settings: Settings, tmp: Path, procs: int, mode: str, n: i
                 os.killpg(w.pid, 9)
         for log in logs:
             log.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), -1 where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return -1.0
 
 
 def plain_worker(metrics_port: int, web_port: int) -> None:
@@ -324,9 +338,12 @@ async def main_async(base: Settings, tmp: Path, n: int, out: Path | None, users:
         plain = result["faust_plain_raw_bytes"]["events_per_s"]
         result["behaviour_vs_plain_faust_pct"] = round(100 * result["descstream_behaviour_1_worker"]["events_per_s"] / plain, 1)
         result["target_behaviour_vs_plain_pct"] = 75
+        result["plain_vs_behaviour_cpu_per_event_pct"] = round(
+            100 * result["faust_plain_raw_bytes"]["worker_cpu_us_per_event"]
+            / result["descstream_behaviour_1_worker"]["worker_cpu_us_per_event"], 1)
         w = base.worker
         result["behaviour_settings"] = {
-            "batch_size": w.behaviour_batch_size, "audience_interval_s": w.audience_interval_s,
+            "audience_interval_s": w.audience_interval_s,
             "profile_flush_interval_s": w.profile_flush_interval_s, "profile_flush_max_events": w.profile_flush_max_events,
             "note": "rates count events acknowledged, i.e. after their profiles were written to the table "
                     "(write-behind flush), so every flush is inside the timed window",
