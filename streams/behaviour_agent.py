@@ -251,10 +251,10 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
         state.last_score = time.monotonic()
         state.hot_top_cache.clear()
         now = time.time()
-        assign = model.assign
         changed: dict[str, tuple[Profile, bool, int]] = {}
-        for uid, (prof, ts) in to_score.items():
-            new = assign(prof)
+        items = list(to_score.items())
+        assigned = model.assign_many([prof for _uid, (prof, _ts) in items])
+        for (uid, (prof, ts)), new in zip(items, assigned):
             if new != prof.audience:
                 prof.audience = new
                 changed[uid] = (prof, True, int(ts * 1000))

@@ -279,6 +279,77 @@ class AudienceModel:
             return best
         return cur
 
+    def assign_many(self, profiles: Sequence[Profile]) -> list[str]:
+        """`assign` for many profiles at once (the behaviour agent's scoring round): the same scores as
+        `scores`, computed as a few matrix products instead of one Python loop per profile."""
+        out = [p.audience for p in profiles]
+        idx = [i for i, p in enumerate(profiles) if p.n >= MIN_EVENTS]
+        if not idx:
+            return out
+        cols = list(self._zero)  # `scores` order: ties go to the first column, as max() over the dict
+        col = {n: j for j, n in enumerate(cols)}
+        ps = [profiles[i] for i in idx]
+        u = len(ps)
+        # category affinities -> (users x categories) @ (categories x audiences)
+        cat_col: dict[str, int] = {}
+        rows, ccols, vals = [], [], []
+        for r, p in enumerate(ps):
+            for ck, w in p.cats.items():
+                c = cat_col.get(ck)
+                if c is None:
+                    c = cat_col[ck] = len(cat_col)
+                rows.append(r)
+                ccols.append(c)
+                vals.append(w)
+        S = np.tile(np.array([self._zero[n] for n in cols]), (u, 1))
+        totals = np.zeros(u)
+        if cat_col:
+            C = np.zeros((u, len(cat_col)))
+            C[rows, ccols] = vals
+            totals = C.sum(1)
+            M = np.zeros((len(cat_col), len(cols)))
+            for ck, c in cat_col.items():
+                m = self._match_cache.get(ck)
+                if m is None:
+                    m = self.matching(ck)
+                for n, weight in m:
+                    M[c, col[n]] = weight
+            safe = np.where(totals > 0, totals, 1.0)
+            S += (C / safe[:, None]) @ M
+        vs = col.get("value_seekers")
+        for r, p in enumerate(ps):
+            if p.pw > 0 and vs is not None:
+                mean_logp = p.plog / p.pw
+                S[r, vs] += 0.8 * min(1.0, max(0.0, (_LOG60 - mean_logp) / _LOG4))
+            if p.q:
+                qt = sum(p.q.values())
+                if qt > 0:
+                    denom = max(qt, totals[r] / 4.0, 1.0)
+                    for aud, w in p.q.items():
+                        j = col.get(aud)
+                        if j is not None:
+                            S[r, j] += 0.8 * w / denom
+        if self._vmat is not None:
+            er = [r for r, p in enumerate(ps) if p.esum is not None and p.cw > 0]
+            if er:
+                E = np.stack([ps[r].esum for r in er])
+                norms = np.sqrt(np.einsum("ij,ij->i", E, E))
+                norms[norms == 0] = 1.0
+                sims = (E @ self._vmat.T).astype(np.float64)
+                term = 0.2 * (sims - sims.mean(1, keepdims=True)) / norms[:, None]
+                vcols = [col[n] for n in self._vnames]
+                S[np.ix_(er, vcols)] += term
+        best = S.argmax(1)
+        default_col = col[DEFAULT_AUDIENCE]
+        for r, p in enumerate(ps):
+            b = best[r]
+            c = col.get(p.audience, default_col)
+            if b != c and S[r, b] >= S[r, c] + MARGIN:
+                out[idx[r]] = cols[b]
+            else:
+                out[idx[r]] = cols[c]
+        return out
+
     def relevant(self, audience: str, category: str | None) -> bool:
         a = self.audiences.get(audience)
         return a is not None and a.matches(category)

@@ -89,3 +89,28 @@ def test_embedding_term_is_scale_invariant() -> None:
     for k in sa:
         assert sa[k] == pytest.approx(sb[k], abs=1e-5)
     assert len({round(v, 6) for v in sa.values()}) > 2  # the embedding term does separate audiences
+
+
+def test_vectorised_assignment_matches_the_per_profile_one() -> None:
+    """`assign_many` (the agent's scoring round) decides exactly like `assign`, on varied random profiles."""
+    import random
+
+    names = [n for n in load_audiences() if n != DEFAULT_AUDIENCE]
+    model = AudienceModel(load_audiences(), {n: unit(200 + i) for i, n in enumerate(names)})
+    cats = ["Outdoor > Camping > Tents", "Electronics > Audio > Headphones", "Home > Kitchen > Mugs", "Toys > Building",
+            "Beauty > Skin > Serums", "Home > Furniture > Chairs", "Sports > Running > Shoes", "Books > Fiction", None]
+    rng = random.Random(5)
+    profiles = []
+    for k in range(300):
+        p = Profile(audience=rng.choice([DEFAULT_AUDIENCE, *names, "retired_audience"]))
+        for i in range(rng.randrange(0, 12)):
+            kind = rng.choice(list(WEIGHTS))
+            price = rng.choice([None, 3.0, 20.0, 80.0, 900.0])
+            p.apply(WEIGHTS[kind], T0 + i * 60, f"p-{rng.randrange(50)}", category_key(rng.choice(cats)),
+                    None if price is None else np.log(price), rng.choice([None, unit(rng.randrange(40))]),
+                    rng.choice([None, None, "cheap gift for kids", "waterproof hiking", "eco bamboo"]))
+        profiles.append(p)
+    got = model.assign_many(profiles)
+    want = [model.assign(p) for p in profiles]
+    assert got == want
+    assert len(set(want)) >= 4  # the sample exercises several audiences and switches
