@@ -379,7 +379,10 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
         stale = state.stale_features
         pending = state.pending
         monotonic = time.monotonic
-        async for event in manual.events():
+        async for _value in manual:  # (`manual.events()` adds one async-generator layer per event)
+            event = manual.current_event
+            if event is None:  # pragma: no cover - a topic-backed stream always has one
+                continue
             try:
                 counts[0] += 1
                 mono = state.last_event = monotonic()
