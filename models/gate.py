@@ -21,7 +21,9 @@ Rules (reason codes in `GateVerdict.reasons`):
   "made of/from", "crafted from", ... when that phrase names no material ("made of red" for colour=red,
   material=oak; "made of red oak" is fine), unless the colour word is itself the material fact; a material
   word stated as the colour ("oak colour", "colour is oak", "oak-coloured") unless it is the colour fact.
-- `repetition_loop`: a 3-word sequence repeated >= 3 times or a sentence repeated.
+- `repetition_loop`: a 3-word sequence repeated >= 3 times, a word 3 times in a row, or a sentence repeated.
+- `off_topic`: the text names nothing of the product: no word of its title, brand or category (sampled
+  gibberish has no loops and no vocabulary words, so the other rules would let it through).
 
 `check` is called per generated description, so everything is precompiled; typical text takes well
 under 1 ms.
@@ -236,11 +238,29 @@ def check(product: ProductUpsert, audience: str, text: str, *,
 
     if _is_loop(norm, text):
         add("repetition_loop")
+    if n_words >= min_words and not _on_topic(norm, product):
+        add("off_topic")
     return GateVerdict(passed=not reasons, reasons=tuple(reasons))
+
+
+_TOPIC_STOP = frozenset("the and for with from set pro max mini new one two for of in on to by a an".split())
+
+
+def _on_topic(norm: str, product: ProductUpsert) -> bool:
+    source = " ".join([product.title, product.brand or "", (product.category or "").replace(">", " ")])
+    terms = {w for w in _norm_words(source).split() if len(w) >= 3 and w not in _TOPIC_STOP and not w.isdigit()}
+    if not terms:
+        return True
+    words = set(norm.split())
+    # "tents" in the category, "tent" in the text: compare without a plural s as well
+    words |= {w[:-1] for w in words if w.endswith("s")}
+    return bool(words & (terms | {t[:-1] for t in terms if t.endswith("s")}))
 
 
 def _is_loop(norm: str, text: str) -> bool:
     tokens = norm.split()
+    if any(a == b == c for a, b, c in zip(tokens, tokens[1:], tokens[2:])):
+        return True
     if len(tokens) >= 9:
         grams = Counter(zip(tokens, tokens[1:], tokens[2:]))
         if grams and max(grams.values()) >= 3:

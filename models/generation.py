@@ -13,9 +13,10 @@ Repetition controls (`repetition_penalty`, `no_repeat_ngram_size`) look only at 
 tokens, never at the prompt (the prompt holds the facts; penalising them would discourage stating them),
 and never touch number/punctuation tokens (a banned digit turns "1,299" into an invented number); the
 penalty also spares the product's own fact tokens (`fact_token_ids`: title, brand, values), so names are
-not misspelt to dodge it ("Hushwave" -> "Hushlaw" was measured without this). Sampling (temperature > 0, top-k/top-p) is per row with the
-row's own seeded `torch.Generator`, so a row's text depends only on its prompt, its parameters and its
-seed, never on its batch-mates.
+not misspelt to dodge it ("Hushwave" -> "Hushlaw" was measured without this). Sampling (temperature > 0,
+top-k/top-p) is per row with the row's own seeded `torch.Generator`, so a row's text depends only on its
+prompt, its parameters and its seed, never on its batch-mates. In serving, temperature and seed come with
+each request (settings `models.temperature` / `models.seed`, which should equal `DECODING`'s).
 """
 
 from __future__ import annotations

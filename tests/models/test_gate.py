@@ -199,3 +199,12 @@ def test_reference_texts_have_no_slot_errors():
 
     for ex in build_synthetic_examples(120, seed=7):
         assert not [r for r in check(ex.product, ex.audience, ex.text).reasons if "_as_" in r], ex.text
+
+
+def test_gibberish_is_off_topic_and_stutter_is_a_loop():
+    gib = ("Has initially bene Gro satisfying wrong parliament ocean drifted quietly beyond whose uncle "
+           "measured seven lanterns near bright quarries.")
+    assert "off_topic" in reasons(gib)
+    assert "off_topic" not in reasons("This tent " + gib)  # names the product: not off topic
+    assert "off_topic" not in reasons(GOOD)
+    assert "repetition_loop" in reasons(GOOD + " It is bene bene bene.")

@@ -121,3 +121,10 @@ def test_triton_generator_matches_generate_for(tiny_dir: Path, monkeypatch: pyte
     served = [o.text for o in dg.generate(rows)]
     texts, _ = generate_for(load_generator(None, base_dir=tiny_dir), pairs, max_new_tokens=10, batch_size=2)
     assert served == texts
+
+
+def test_serving_settings_default_to_the_evaluated_decoding() -> None:
+    from descstream.config import ModelSettings
+
+    m = ModelSettings()
+    assert (m.temperature, m.seed) == (DECODING.temperature, DECODING.seed)
