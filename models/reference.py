@@ -108,9 +108,12 @@ _PHRASES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 _UNIT_SINGULAR = {"doors": "door", "pockets": "pocket", "minifigures": "minifigure", "cups": "cup", "pieces": "piece"}
 
-_SUBJECTS = ("It", "This {noun}", "The {noun}", "The {brand} {noun}", "This one", "The {short}")
+_SUBJECTS = ("It", "This {noun}", "The {noun}", "The {brand} {noun}", "This one", "The {short}", "It", "The {brand} model",
+             "This model", "This {brand} piece")
 _ADD_ON = ("On top of that,", "Beyond that,", "Alongside this,", "Plus,", "Better still,", "What is more,", "Also,",
-           "In addition,", "Just as usefully,", "Worth noting:", "And", "Elsewhere,")
+           "In addition,", "Just as usefully,", "Worth noting:", "And", "Elsewhere,", "Meanwhile,", "Add to that:",
+           "On the practical side,", "Then there is this:", "Next up,", "Equally,", "Similarly,", "For good measure,",
+           "As a bonus,", "Moving on,", "Further,", "Not forgetting,", "Handily,", "Usefully,", "Along the way,")
 
 # Templates may contain alternations `[a|b|c]` (one picked at random; `[|x]` = optional x) so one
 # frame yields many surface forms. Fields: {title} (full title), {short} (title without a leading
@@ -304,6 +307,20 @@ _FACT_FRAMES_AUD: dict[str, tuple[str, ...]] = {
                 "[In use|Day to day], {subj} {vp1}."),
 }
 _FACT_FRAMES = (
+    "[Next|Then|After that], {subj} {vp1}.",
+    "{Np1}? [Yes|Check|Covered]: {subj} {vp1}.",
+    "[Also on the list|Also included|Also part of it] [is|comes] {np1}.",
+    "[Another point|One more detail|A further detail]: {subj} {vp1}.",
+    "{Subj} {vp1} [as well|too].",
+    "[Add|Throw in|Factor in] {np1} and {np2}.",
+    "[There is|You will find|It has] {np1}, [and|along with|together with] {np2}.",
+    "{Np1} [sits alongside|comes with|joins] {np2}.",
+    "{Subj} {vp1}, and [it|it also] {vp2}.",
+    "[Practically speaking|In practice|Day to day], {subj} {vp1}.",
+    "[Notably|Importantly|Helpfully], {subj} {vp1}.",
+    "[The spec list|The listing|The product page] [mentions|shows|notes] {np1} and {np2}.",
+    "{Np1}, {np2} and {np3} [complete the rundown|make up the rest|are also on board].",
+    "[Look for|Note|Consider] {np1}: {subj} {vp2}.",
     "{Subj} {vp1} and {vp2}.",
     "{Subj} {vp1}, {vp2} and {vp3}.",
     "With {np1} and {np2}, {subj} {vp3}.",
@@ -375,7 +392,17 @@ def _phrase_np_vp(key: str, value: AttributeValue, rng: random.Random) -> tuple[
         plural, single = key, _UNIT_SINGULAR[key]
         nps = tuple(t.replace(plural, single) for t in nps)
         vps = tuple(t.replace(plural, single) for t in vps)
-    return _expand(rng.choice(nps), rng).format(v=v), _expand(rng.choice(vps), rng).format(v=v)
+    np_ = _expand(rng.choice(nps), rng).format(v=v)
+    if rng.random() < 0.4:  # a generic verb around a noun phrase: more surface forms, same fact
+        vp = _expand(rng.choice(_GENERIC_VERBS), rng) + " " + _expand(rng.choice(nps), rng).format(v=v)
+    else:
+        vp = _expand(rng.choice(vps), rng).format(v=v)
+    return np_, vp
+
+
+_GENERIC_VERBS = ("has", "offers", "brings", "comes with", "features", "includes", "gives you", "pairs that with",
+                  "[also |][offers|provides]", "is specified with", "is listed with", "counts on", "delivers",
+                  "backs this with", "combines this with", "sports", "arrives with", "ships with")
 
 
 def _ordered_keys(product: ProductUpsert, aud: Audience, rng: random.Random) -> list[str]:
@@ -494,10 +521,11 @@ def _draft(product: ProductUpsert, audience: str, rng: random.Random) -> str:
     cursor = 1
     # Every fact gets said (the audience decides the order and emphasis, not what is left out): the
     # generator learns to cover the product's attributes, which evaluation measures as coverage.
-    for _ in range(MAX_FACT_SENTENCES):
+    for i in range(MAX_FACT_SENTENCES):
         if cursor >= len(phrases):
             break
-        sentence, cursor = _fact_sentence(frames, phrases, cursor, fields(cursor), rng, used)
+        need = -(-(len(phrases) - cursor) // (MAX_FACT_SENTENCES - i))  # facts per sentence to say them all
+        sentence, cursor = _fact_sentence(frames, phrases, cursor, fields(cursor), rng, used, min(need, 3))
         sentences.append(sentence)
     with_closer = rng.random() < 0.6 or len(sentences) < 2
     if with_closer:
@@ -520,9 +548,9 @@ def _draft(product: ProductUpsert, audience: str, rng: random.Random) -> str:
 
 
 def _fact_sentence(frames: tuple[str, ...], phrases: list[tuple[str, str]], cursor: int,
-                   f: dict[str, str], rng: random.Random, used: set[str]) -> tuple[str, int]:
+                   f: dict[str, str], rng: random.Random, used: set[str], min_slots: int = 0) -> tuple[str, int]:
     left = len(phrases) - cursor
-    usable = [t for t in frames if _slots(t) <= left and t not in used]
+    usable = [t for t in frames if min_slots <= _slots(t) <= left and t not in used]
     frame = rng.choice(usable or [t for t in frames if _slots(t) <= left])
     used.add(frame)
     k = _slots(frame)
