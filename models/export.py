@@ -156,6 +156,7 @@ def export_generator(run: str | Path, repository: str | Path | None = None, name
             "export_command": f"descstream export --run {run}",
             "trained_at": summary.get("created"),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "decoding": (evaluation or {}).get("decoding"),  # what the metrics were measured with
         }
         (tmp / "model_card.json").write_text(json.dumps(card, indent=2, default=str))
         for cand in (run / "eval", run):  # the side-by-side report, for people browsing the repository
@@ -226,6 +227,7 @@ def _read_eval(run: Path) -> dict[str, Any] | None:
                 "n_examples": data.get("n_examples"),
                 "n_products": data.get("n_products"),
                 "systems": data.get("systems"),
+                "decoding": data.get("decoding"),
                 "source": str(cand),
             }
     return None

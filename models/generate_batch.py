@@ -133,8 +133,8 @@ class TritonBackend:
             raise ConnectionError(f"Triton at {self.settings.triton.grpc_url} is not ready (model {self.settings.models.generator})")
 
     def generate(self, pairs: Sequence[tuple[Any, str]]) -> list[str | None]:
-        reqs = [self.mod.GenerationRequest(product=p, audience=a, max_new_tokens=self.max_new_tokens, temperature=0.0, seed=0)
-                for p, a in pairs]
+        # temperature/seed left to ModelSettings (= models.generation.DECODING): the same decoding as local runs
+        reqs = [self.mod.GenerationRequest(product=p, audience=a, max_new_tokens=self.max_new_tokens) for p, a in pairs]
         results = self._loop.run_until_complete(self.client.generate(reqs))
         texts: list[str | None] = []
         for r in results:
