@@ -11,7 +11,7 @@ Event weights: view 1 < click 2 < add_to_cart 4 < purchase 8 (search adds query 
 Audience assignment uses hysteresis: a user leaves their current audience only when another one scores
 at least `MARGIN` higher, and not before `MIN_EVENTS` events, so users don't flap between audiences.
 
-Serialised form (table value, written once per user per micro-batch, not per event): 4-byte length +
+Serialised form (table value, written once per user per write-behind flush, not per event): 4-byte length +
 orjson header + float16 centroid bytes (~0.8 KB per user). The header carries `off`, the offset of the last
 behaviour event applied (a user's events all come from one partition), so a batch replayed after a crash
 is skipped event by event instead of being counted twice: profile updates are applied exactly once.
