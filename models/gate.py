@@ -168,12 +168,13 @@ def _slot_errors(text: str, facts: _Facts) -> list[str]:
             if f" {c} " not in facts.material_words:
                 out.append(f"colour_as_material:{c}")
     norm = _norm_words(text)
+    spaced = " ".join(low.split())  # punctuation kept: "material: nylon, colour: teal" states no slot error
     for mat in _MATERIAL_RE.findall(norm):
         if f" {mat} " in facts.colour_words:
             continue
         e = re.escape(mat)
         if re.search(rf"(?<![a-z0-9-])(?:{e} colou?r(?:ed)?|{e}-colou?r(?:ed)?|colou?r is (?:an? )?{e}|"
-                     rf"(?:shade|hue) of {e})(?![a-z0-9-])", norm):
+                     rf"(?:shade|hue) of {e})(?![a-z0-9-])", spaced):
             out.append(f"material_as_colour:{mat}")
     return out
 

@@ -192,6 +192,9 @@ def test_material_stated_as_colour_fails():
     assert "material_as_colour:ripstop nylon" in reasons(GOOD + " It comes in a ripstop nylon colour.")
     assert "material_as_colour:ripstop nylon" in reasons(GOOD + " Its colour is ripstop nylon.")
     assert reasons(GOOD + " Its colour is olive green.") == ()
+    # a fact listing puts the material next to the word "colour" without stating it as one
+    listing = GOOD + " Material: ripstop nylon, colour: olive green."
+    assert not [r for r in reasons(listing) if r.startswith("material_as_colour")]
 
 
 def test_reference_texts_have_no_slot_errors():
