@@ -12,7 +12,7 @@ Prometheus counts are published in bulk.
 
 Write-behind. Users updated since the last round are re-scored every `WorkerSettings.audience_interval_s`
 (steps 1-2); everything is flushed every `profile_flush_interval_s`, once `profile_flush_max_events`
-events wait, or when no batch came for `IDLE_FLUSH_S` (steps 1-4; the agent loop does this when events
+events wait, or when no event came for `IDLE_FLUSH_S` (steps 1-4; the agent loop does this when events
 arrive, a plain asyncio task when the topic is quiet or Faust waits for unacknowledged events on
 shutdown/rebalance):
 1. each dirty user is re-scored once (audience assignment with hysteresis, `streams.profile`);
