@@ -34,8 +34,8 @@ user sends per interval (`make bench` reports table writes and switches per even
 
 On an audience change the agent requests the variants the user is likely to see next that are missing:
 their recently viewed products and the hot products of their top categories, limited to products whose
-category the new audience is relevant for. A variant requested in the last `REQUESTED_TTL_S` is not
-requested again (the generation agent would coalesce it anyway; this keeps switch storms off the topic).
+category the new audience is relevant for. A variant seen in Redis or requested in the last `KNOWN_VARIANT_TTL_S` is
+not checked or requested again (the generation agent would coalesce it anyway; this keeps switch storms off the topic).
 Each request carries ``source_ms``, the time (ms) of the user's latest behaviour event before the switch,
 so `descstream loadgen` measures event time -> Redis write for switches as it does for product changes.
 """
@@ -67,11 +67,10 @@ log = logging.getLogger(__name__)
 
 FEATURE_TTL_S = 60.0
 IDLE_FLUSH_S = 0.25  # no event for this long: flush (and score) now instead of at the interval
-REQUESTED_TTL_S = 60.0  # a variant requested this recently is not requested again
 MISSING_TTL_S = 2.0
 HOT_PER_CATEGORY = 200
 SWITCH_CANDIDATES = 8
-KNOWN_VARIANT_TTL_S = 60.0  # a variant seen in Redis is not re-checked for this long
+KNOWN_VARIANT_TTL_S = 60.0  # a variant seen in Redis, or requested, is not checked or requested again for this long
 
 # (category key, category, log(price) or None, unit embedding or None)
 Features = tuple[str | None, str | None, float | None, np.ndarray | None]
@@ -88,8 +87,7 @@ class BehaviourState:
         self.features: dict[str, Features | None] = {}
         self.feature_at: dict[str, float] = {}
         self.hot: dict[str, dict[str, float]] = defaultdict(dict)
-        self.known_variants: dict[tuple[str, str], float] = {}
-        self.requested: dict[tuple[str, str], float] = {}
+        self.known_variants: dict[tuple[str, str], float] = {}  # (product, audience) -> seen or requested at
         self.hot_top_cache: dict[str, list[tuple[str, float]]] = {}
         # write-behind. to_score: user -> [profile, time (s) of its latest event], updated since the last
         # scoring round; dirty: partition -> user -> profile, updated since the last table flush
@@ -205,7 +203,6 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
         wanted: list[tuple[str, str, float, int]] = []
         seen: set[tuple[str, str]] = set()
         known = state.known_variants
-        requested = state.requested
         for prof, switched, src_ms in changed.values():
             new = prof.audience
             if not switched or new == DEFAULT_AUDIENCE:
@@ -218,9 +215,6 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
                 at = known.get(key)
                 if at is not None and now - at <= KNOWN_VARIANT_TTL_S:
                     continue
-                at = requested.get(key)
-                if at is not None and now - at <= REQUESTED_TTL_S:
-                    continue
                 wanted.append((pid, new, prio, src_ms))
         have = await store.set_user_audiences_and_check(
             [(uid, prof.audience) for uid, (prof, _sw, _ms) in changed.items()], [(pid, aud) for pid, aud, _, _ in wanted]
@@ -229,14 +223,11 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
             prof.redis_at = now
         if len(known) > 100_000:
             known.clear()
-        if len(requested) > 100_000:
-            requested.clear()
         n = 0
         for (pid, aud, prio, src_ms), exists in zip(wanted, have):
+            known[(pid, aud)] = now
             if exists:
-                known[(pid, aud)] = now
                 continue
-            requested[(pid, aud)] = now
             req = {"product_id": pid, "audiences": [aud], "reason": "audience_switch", "priority": prio, "version": 0,
                    "source_ms": src_ms}
             await app.gen_topic.send(key=pid.encode(), value=orjson.dumps(req))  # type: ignore[attr-defined]
