@@ -5,11 +5,8 @@ Metrics (each computed per system over the same (product, audience) pairs):
 - `rougeL_f1`: mean sentence-level ROUGE-L F1 (longest common subsequence of lower-cased word tokens;
   P = LCS/len(hyp), R = LCS/len(ref), F1 = 2PR/(P+R)), implemented here;
 - `distinct1` / `distinct2`: distinct n-grams / total n-grams over all generated texts (lower-cased words);
-- `attribute_coverage`: per text, the share of the product's facts that the text mentions, averaged.
-  A product's facts are its brand and each attribute value; a fact is mentioned when its normalised
-  value appears in the normalised text (lower-case, punctuation folded to spaces): strings as written
-  ("1.6 kg", "ripstop nylon"), numbers as digits, booleans via the attribute name ("noise cancelling"
-  for `noise_cancelling: true`; `false` facts are not counted). Price is not counted (audience-dependent);
+- `attribute_coverage`: per text, the share of the product's facts that the text mentions, averaged
+  (`models.facts.coverage`: brand + attribute values, normalised surface match; price not counted);
 - `hallucination_rate`: share of raw model texts (before the gate) that `models.gate.check` rejects for an
   invented fact or claim (reason codes number_not_in_facts, unknown_brand, material_not_in_facts,
   colour_not_in_facts, forbidden_claim, and the wrong-slot pairings colour_as_material / material_as_colour,
@@ -46,6 +43,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
+from models.facts import coverage, product_facts  # noqa: F401  (the coverage metric; re-exported)
+
 _WORD = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*")
 
 
@@ -80,36 +79,6 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
         w = words(t)
         grams += [tuple(w[i : i + n]) for i in range(len(w) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
-
-
-def _norm(text: str) -> str:
-    """Lower-case words and numbers: keeps decimal points ("1.8") but not sentence-final full stops."""
-    text = re.sub(r"\.(?!\d)", " ", text.lower().replace("-", " "))
-    return " " + " ".join(re.sub(r"[^a-z0-9.°%+]+", " ", text).split()) + " "
-
-
-def product_facts(product: Any) -> list[tuple[str, str]]:
-    """(name, normalised surface form) for each checkable fact: brand + attribute values."""
-    facts: list[tuple[str, str]] = []
-    if getattr(product, "brand", None):
-        facts.append(("brand", _norm(product.brand).strip()))
-    for key, value in (product.attributes or {}).items():
-        if isinstance(value, bool):
-            if value:
-                facts.append((key, _norm(key.replace("_", " ")).strip()))
-            continue
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        facts.append((key, _norm(str(value)).strip()))
-    return [(k, v) for k, v in facts if v]
-
-
-def coverage(product: Any, text: str) -> float:
-    facts = product_facts(product)
-    if not facts:
-        return 1.0
-    t = _norm(text)
-    return sum(1 for _, v in facts if f" {v} " in t) / len(facts)
 
 
 def jaccard(a: str, b: str) -> float:
@@ -254,14 +223,19 @@ def _card(run: str | Path | None) -> dict[str, Any]:
 
 def load_test_examples(
     run: str | Path | None, test_file: str | Path | None = None, n_products: int | None = None, data_seed: int | None = None,
+    split: str = "test",
 ) -> tuple[list[Any], str]:
-    """The held-out examples for `run` (see the module docstring) and a description of where they came from."""
+    """The held-out examples for `run` (see the module docstring) and a description of where they came from.
+    `split="validation"` gives the validation split instead: decoding choices are made there, so the
+    test split stays unseen until the final measurement."""
     from models import dataset
 
     if test_file:
         return dataset.load_jsonl(test_file), str(test_file)
-    if run and (Path(run) / "data" / "test.jsonl").is_file():
-        return dataset.load_jsonl(Path(run) / "data" / "test.jsonl"), f"{run}/data/test.jsonl"
+    if split not in ("test", "validation"):
+        raise ValueError(f"split must be 'test' or 'validation', got {split!r}")
+    if run and (Path(run) / "data" / f"{split}.jsonl").is_file():
+        return dataset.load_jsonl(Path(run) / "data" / f"{split}.jsonl"), f"{run}/data/{split}.jsonl"
     card = _card(run)
     hp = card.get("hyperparameters") or {}
     n = n_products if n_products is not None else int(hp.get("n_products") or 600)
@@ -269,14 +243,14 @@ def load_test_examples(
     per = int(hp.get("audiences_per_product") or 3)
     examples = dataset.build_synthetic_examples(n, seed, audiences_per_product=per)
     splits = dataset.split_by_product(examples, seed=seed)
-    desc = f"synthetic test split (n_products={n}, data_seed={seed}, audiences_per_product={per})"
+    desc = f"synthetic {split} split (n_products={n}, data_seed={seed}, audiences_per_product={per})"
     if card.get("data_hash"):
         got = dataset.data_hash(list(splits.train) + list(splits.validation) + list(splits.test))
         if got != card["data_hash"]:
             raise ValueError(f"rebuilt data hash {got} != model card data_hash {card['data_hash']} "
                              f"({card.get('data_source')}): pass --test-file")
         desc += f", data_hash {got} = model card"
-    return splits.test, desc
+    return (splits.test if split == "test" else splits.validation), desc
 
 
 def run_eval(
@@ -380,12 +354,13 @@ def parse_decoding(spec: str, base: Any = None) -> Any:
 
 
 def sweep(run: str | Path, specs: Sequence[str], out: str | Path, limit: int | None = 20, audiences_per_product: int = 2,
-          max_new_tokens: int = 160, batch_size: int = 8, log: Any = print) -> list[dict[str, Any]]:
+          max_new_tokens: int = 160, batch_size: int = 8, log: Any = print, split: str = "validation") -> list[dict[str, Any]]:
     """Score several decodings of one model (loaded once) on the same held-out pairs; appends one JSON line per
-    decoding to `out` (metrics + texts + verdict reasons) and returns the rows."""
+    decoding to `out` (metrics + texts + verdict reasons) and returns the rows. Runs on the validation split by
+    default, where decoding is chosen; `split="test"` only for the final check."""
     from models.generation import generate_for, load_generator
 
-    examples, data_desc = load_test_examples(run)
+    examples, data_desc = load_test_examples(run, split=split)
     chosen = select_pairs(examples, limit, audiences_per_product)
     pairs = [(ex.product, ex.audience) for ex in chosen]
     refs = [ex.text for ex in chosen]
@@ -418,6 +393,7 @@ if __name__ == "__main__":  # pragma: no cover - a research tool: `python -m mod
     ap.add_argument("--max-new-tokens", type=int, default=160)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--out", default="decoding_sweep.jsonl")
+    ap.add_argument("--split", default="validation", choices=["validation", "test"])
     a = ap.parse_args()
     sweep(a.run, a.decoding, a.out, limit=a.limit or None, audiences_per_product=a.audiences,
-          max_new_tokens=a.max_new_tokens, batch_size=a.batch_size, log=lambda m: print(m, flush=True))
+          max_new_tokens=a.max_new_tokens, batch_size=a.batch_size, log=lambda m: print(m, flush=True), split=a.split)

@@ -106,6 +106,11 @@ class DecodingConfig:
     - number and punctuation tokens are exempt from both (see the module docstring), and the penalty
       spares each row's `protected_ids` (its product's fact tokens);
     - `min_new_tokens`: stop tokens are banned until a row has generated this many tokens (0 = off);
+    - `hold_stop_for_facts`: while a row has generated fewer than this many tokens, a stop token it picks
+      is refused (and the token re-drawn without stops) if its text still misses one of the product's facts
+      (`models.facts`, the coverage metric's definition); 0 = off. The model ends a description when *it*
+      thinks it is done, which after short fine-tuning is often one fact early; this asks it to go on,
+      in its own words, only then (the gate still checks whatever it writes);
     - `seed`: the default per-row seed (eval / batch generate; serving sends its own).
     """
 
@@ -116,12 +121,14 @@ class DecodingConfig:
     no_repeat_ngram_size: int = 0
     ngram_max_count: int = 1
     min_new_tokens: int = 0
+    hold_stop_for_facts: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
             raise ValueError(f"bad decoding parameters: {self}")
-        if self.repetition_penalty <= 0 or self.no_repeat_ngram_size < 0 or self.ngram_max_count < 1 or self.min_new_tokens < 0:
+        if self.repetition_penalty <= 0 or self.no_repeat_ngram_size < 0 or self.ngram_max_count < 1 or self.min_new_tokens < 0 \
+                or self.hold_stop_for_facts < 0:
             raise ValueError(f"bad decoding parameters: {self}")
 
     def replace(self, **changes: Any) -> "DecodingConfig":
@@ -141,6 +148,8 @@ class DecodingConfig:
                          + (f" (max {self.ngram_max_count} occurrences)" if self.ngram_max_count > 1 else ""))
         if self.min_new_tokens:
             extra.append(f"min_new_tokens {self.min_new_tokens}")
+        if self.hold_stop_for_facts:
+            extra.append(f"stop held for unmentioned facts up to {self.hold_stop_for_facts} tokens")
         return mode + (" + " + ", ".join(extra) if extra else "") + " (generated tokens only)" * bool(extra)
 
 
@@ -160,6 +169,7 @@ class DecodeRow:
     temperature: float
     seed: int
     protected_ids: frozenset[int] = frozenset()  # never penalised: the product's fact tokens
+    facts: tuple[str, ...] = ()  # `models.facts.fact_forms(product)`, for `hold_stop_for_facts`
 
 
 _EXEMPT_CACHE: dict[int, frozenset[int]] = {}
@@ -283,11 +293,15 @@ def decode_rows(
     device: str = "cpu",
     decoding: DecodingConfig = DECODING,
     exempt_ids: frozenset[int] = frozenset(),
+    tokenizer: Any = None,
 ) -> list[list[int]]:
     """Generate for all rows in one batch: left padding, explicit positions, KV cache; rows that finish
     are dropped from the batch (and its cache). Returns each row's new tokens (a final stop token kept).
-    `exempt_ids`: `repetition_exempt_ids(tokenizer)` (number/punctuation tokens)."""
+    `exempt_ids`: `repetition_exempt_ids(tokenizer)` (number/punctuation tokens); `tokenizer` is needed
+    only for `decoding.hold_stop_for_facts` (it reads a row's text so far)."""
     import torch
+
+    from models import facts as facts_mod
 
     stop = frozenset(stop_ids)
     n = len(rows)
@@ -326,6 +340,18 @@ def decode_rows(
                     for b in early:
                         logits[b, stop_idx] = float("-inf")
             nxt = choose_tokens(logits, [rows[i].temperature for i in active], [gens[i] for i in active], decoding)
+            if decoding.hold_stop_for_facts and stop and tokenizer is not None:
+                # a row that wants to stop with a fact still unmentioned draws again, stops banned
+                held = [b for b, i in enumerate(active)
+                        if int(nxt[b]) in stop and rows[i].facts and len(out_tokens[i]) < decoding.hold_stop_for_facts
+                        and facts_mod.missing(tokenizer.decode(out_tokens[i], skip_special_tokens=True), rows[i].facts)]
+                if held:
+                    sub = logits[held].float().clone()
+                    sub[:, torch.tensor(sorted(stop), dtype=torch.long, device=sub.device)] = float("-inf")
+                    again = choose_tokens(sub, [rows[active[b]].temperature for b in held],
+                                          [gens[active[b]] for b in held], decoding)
+                    for j, b in enumerate(held):
+                        nxt[b] = again[j]
             keep: list[int] = []
             for b, i in enumerate(active):
                 t = int(nxt[b])
@@ -371,10 +397,12 @@ def generate_texts(
     max_prompt_tokens: int = 512,
     decoding: DecodingConfig | None = None,
     protected: Sequence[frozenset[int]] | None = None,
+    facts: Sequence[tuple[str, ...]] | None = None,
 ) -> tuple[list[str], dict]:
     """Generate for rendered prompts with `decoding` (default `DECODING`, each row seeded with
     `decoding.seed`, as a serving request with that seed); returns texts and stats (new tokens, seconds,
-    tokens/s). Same token loop as the Triton model (`decode_rows`). `protected[i]`: prompt i's fact tokens."""
+    tokens/s). Same token loop as the Triton model (`decode_rows`). `protected[i]`: prompt i's fact tokens;
+    `facts[i]`: its fact forms (`models.facts.fact_forms`, for `hold_stop_for_facts`)."""
     cfg = decoding or DECODING
     tok, model = gen.tokenizer, gen.model
     tok.padding_side = "left"
@@ -392,8 +420,9 @@ def generate_texts(
         for i in idx:
             ids = tok(prompts[i], add_special_tokens=False, truncation=True, max_length=max_prompt_tokens)["input_ids"]
             rows.append(DecodeRow(tuple(ids), max_new_tokens, cfg.temperature, cfg.seed,
-                                  protected[i] if protected else frozenset()))
-        toks = decode_rows(model, rows, stop_ids=stop, pad_id=pad_id, device=gen.device, decoding=cfg, exempt_ids=exempt)
+                                  protected[i] if protected else frozenset(), tuple(facts[i]) if facts else ()))
+        toks = decode_rows(model, rows, stop_ids=stop, pad_id=pad_id, device=gen.device, decoding=cfg, exempt_ids=exempt,
+                           tokenizer=tok)
         for i, t in zip(idx, toks):
             new_tokens += len(t)
             out[i] = decode_text(tok, t, stop)
@@ -405,8 +434,10 @@ def generate_texts(
 
 def generate_for(gen: Generator, pairs: Sequence[tuple[Any, Any]], **kw: Any) -> tuple[list[str], dict]:
     """(product, audience) pairs -> texts, using `models.prompt.render_prompt`."""
+    from models import facts as facts_mod
     from models import prompt as prompt_mod
 
     prompts = [prompt_mod.render_prompt(gen.tokenizer, p, a) for p, a in pairs]
     protected = [fact_token_ids(gen.tokenizer, p) for p, _ in pairs]
-    return generate_texts(gen, prompts, protected=protected, **kw)
+    forms = [facts_mod.fact_forms(p) for p, _ in pairs]
+    return generate_texts(gen, prompts, protected=protected, facts=forms, **kw)

@@ -19,7 +19,7 @@ Outputs: TEXT BYTES, PROMPT_TOKENS INT32, GENERATED_TOKENS INT32, MODEL_VERSION 
   temperature and `torch.Generator(seed)`, so one request's output does not depend on its batch-mates'
   parameters or random draws; rows that finish are dropped from the batch (and its KV cache). Optional
   config parameters named like `DecodingConfig` fields (`top_k`, `top_p`, `repetition_penalty`,
-  `no_repeat_ngram_size`, `ngram_max_count`, `min_new_tokens`) override `DECODING`; leave them out to
+  `no_repeat_ngram_size`, `ngram_max_count`, `min_new_tokens`, `hold_stop_for_facts`) override `DECODING`; leave them out to
   serve exactly what was evaluated. TEMPERATURE/SEED stay per request.
 - Every request is validated on its own: an invalid product, unknown audience, bad parameter or wrong
   dtype/shape yields an INVALID_ARG error for that request only; an over-long prompt is truncated to the
@@ -128,11 +128,12 @@ class DescGenerator:
 
     def row(self, product_json: str | bytes, audience: str, max_new_tokens: Any, temperature: Any, seed: Any) -> Row:
         """A validated request -> a `Row` (prompt ids, parameters, the product's fact tokens)."""
+        from models.facts import fact_forms
         from models.generation import fact_token_ids
 
         mnt, temp, sd = self.check_params(max_new_tokens, temperature, seed)
         ids, product = self._prompt(product_json, audience)
-        return Row(ids, mnt, temp, sd, fact_token_ids(self.tokenizer, product))
+        return Row(ids, mnt, temp, sd, fact_token_ids(self.tokenizer, product), fact_forms(product))
 
     def prompt_ids(self, product_json: str | bytes, audience: str) -> tuple[int, ...]:
         """Validate the product and audience, render the training prompt, tokenise, truncate."""
@@ -192,7 +193,8 @@ class DescGenerator:
             return []
         with self._lock:
             tokens = generation.decode_rows(self.model, rows, stop_ids=self.stop_ids, pad_id=self.pad_id,
-                                            device=self.device, decoding=self.decoding, exempt_ids=self.exempt_ids)
+                                            device=self.device, decoding=self.decoding, exempt_ids=self.exempt_ids,
+                                            tokenizer=self.tokenizer)
         return [
             Output(text=generation.decode_text(self.tokenizer, toks, self.stop_ids), prompt_tokens=len(row.prompt_ids),
                    generated_tokens=len(toks))

@@ -128,3 +128,29 @@ def test_serving_settings_default_to_the_evaluated_decoding() -> None:
 
     m = ModelSettings()
     assert (m.temperature, m.seed) == (DECODING.temperature, DECODING.seed)
+
+
+def test_hold_stop_for_facts_refuses_an_early_stop(tiny_dir: Path) -> None:
+    """A row that picks a stop token while a fact is unmentioned draws again without stops, up to the limit."""
+    from models.generation import load_generator, stop_token_ids
+
+    gen = load_generator(None, base_dir=tiny_dir)
+    tok = gen.tokenizer
+    stop = stop_token_ids(tok, gen.model)
+
+    class EagerToStop:  # the tiny model, but it always wants to end the text now
+        def __call__(self, **kw):
+            res = gen.model(**kw)
+            res.logits[..., sorted(stop)] += 1e4
+            return res
+
+    ids = tuple(tok("a prompt", add_special_tokens=False)["input_ids"])
+    rows = [DecodeRow(ids, 20, 0.0, 0, facts=("zzqx unsayable",)), DecodeRow(ids, 20, 0.7, 1, facts=()),
+            DecodeRow(ids, 5, 0.7, 2, facts=("zzqx unsayable",))]
+    kw = dict(stop_ids=stop, pad_id=tok.pad_token_id or 0, tokenizer=tok)
+    held = decode_rows(EagerToStop(), rows, decoding=DecodingConfig(hold_stop_for_facts=8), **kw)
+    assert len(held[0]) == 9 and held[0][-1] in stop and not set(held[0][:-1]) & stop  # held for 8 tokens
+    assert len(held[1]) == 1 and held[1][0] in stop  # no facts to wait for: stops at once
+    assert len(held[2]) == 5  # max_new_tokens still wins
+    plain = decode_rows(EagerToStop(), rows, decoding=DecodingConfig(), **kw)
+    assert [len(t) for t in plain] == [1, 1, 1]
