@@ -349,7 +349,7 @@ def parse_decoding(spec: str, base: Any = None) -> Any:
         key = key.strip()
         if key not in types:
             raise ValueError(f"unknown decoding field {key!r}; known: {', '.join(types)}")
-        changes[key] = types[key](val.strip())
+        changes[key] = DecodingConfig.coerce(key, val)
     return base.replace(**changes)
 
 

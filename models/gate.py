@@ -149,6 +149,12 @@ def _facts(product: ProductUpsert) -> _Facts:
                   material_words=_norm_words("\n".join(mats)), colour_words=_norm_words("\n".join(cols)))
 
 
+def fact_numbers(product: ProductUpsert) -> frozenset[str]:
+    """The numbers the gate accepts in a text about `product` (canonical: no thousands commas, no
+    trailing decimal zeros); `models.generation.NumberGuard` keeps decoding inside this set."""
+    return _facts(product).numbers
+
+
 def _slot_errors(text: str, facts: _Facts) -> list[str]:
     """Facts stated in the wrong slot (see the module docstring)."""
     low = _CANON_RE.sub(lambda m: _CANON[m.group(1)], text.lower())

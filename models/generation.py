@@ -111,6 +111,8 @@ class DecodingConfig:
       (`models.facts`, the coverage metric's definition); 0 = off. The model ends a description when *it*
       thinks it is done, which after short fine-tuning is often one fact early; this asks it to go on,
       in its own words, only then (the gate still checks whatever it writes);
+    - `numbers_from_facts`: every number the row writes is one of its product's numbers
+      (`models.number_guard`: digits are masked so a number can only spell out a fact number);
     - `seed`: the default per-row seed (eval / batch generate; serving sends its own).
     """
 
@@ -122,6 +124,7 @@ class DecodingConfig:
     ngram_max_count: int = 1
     min_new_tokens: int = 0
     hold_stop_for_facts: int = 0
+    numbers_from_facts: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -137,6 +140,17 @@ class DecodingConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def coerce(cls, name: str, text: Any) -> Any:
+        """A field value from text (a config.pbtxt parameter, a sweep spec): "false"/"0" are False."""
+        kind = type(getattr(cls(), name))
+        if kind is bool:
+            low = str(text).strip().lower()
+            if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(f"{name} must be true/false, got {text!r}")
+            return low in ("1", "true", "yes", "on")
+        return kind(str(text).strip())
+
     def describe(self) -> str:
         mode = "greedy" if self.temperature == 0 else (
             f"sampling (temperature {self.temperature:g}, top_k {self.top_k}, top_p {self.top_p:g}, seed {self.seed})")
@@ -150,6 +164,8 @@ class DecodingConfig:
             extra.append(f"min_new_tokens {self.min_new_tokens}")
         if self.hold_stop_for_facts:
             extra.append(f"stop held for unmentioned facts up to {self.hold_stop_for_facts} tokens")
+        if self.numbers_from_facts:
+            extra.append("numbers only from the facts")
         return mode + (" + " + ", ".join(extra) if extra else "") + " (generated tokens only)" * bool(extra)
 
 
@@ -170,6 +186,7 @@ class DecodeRow:
     seed: int
     protected_ids: frozenset[int] = frozenset()  # never penalised: the product's fact tokens
     facts: tuple[str, ...] = ()  # `models.facts.fact_forms(product)`, for `hold_stop_for_facts`
+    numbers: Any = None  # `models.number_guard.FactNumbers` of the product, for `numbers_from_facts`
 
 
 _EXEMPT_CACHE: dict[int, frozenset[int]] = {}
@@ -184,6 +201,19 @@ def repetition_exempt_ids(tokenizer: Any) -> frozenset[int]:
         texts = tokenizer.batch_decode([[i] for i in ids])
         _EXEMPT_CACHE[key] = frozenset(i for i, t in zip(ids, texts) if t and not any(c.isalpha() for c in t))
     return _EXEMPT_CACHE[key]
+
+
+_NUMBER_TOKENS: dict[int, Any] = {}
+
+
+def number_tokens(tokenizer: Any) -> Any:
+    """`models.number_guard.NumberTokens` of `tokenizer` (cached per tokenizer)."""
+    from models.number_guard import NumberTokens
+
+    key = id(tokenizer)
+    if key not in _NUMBER_TOKENS:
+        _NUMBER_TOKENS[key] = NumberTokens.of(tokenizer)
+    return _NUMBER_TOKENS[key]
 
 
 def fact_token_ids(tokenizer: Any, product: Any) -> frozenset[int]:
@@ -298,10 +328,13 @@ def decode_rows(
     """Generate for all rows in one batch: left padding, explicit positions, KV cache; rows that finish
     are dropped from the batch (and its cache). Returns each row's new tokens (a final stop token kept).
     `exempt_ids`: `repetition_exempt_ids(tokenizer)` (number/punctuation tokens); `tokenizer` is needed
-    only for `decoding.hold_stop_for_facts` (it reads a row's text so far)."""
+    only for `decoding.hold_stop_for_facts` (it reads a row's text so far) and `numbers_from_facts`."""
     import torch
 
     from models import facts as facts_mod
+    from models import number_guard
+
+    guard = number_tokens(tokenizer) if decoding.numbers_from_facts and tokenizer is not None else None
 
     stop = frozenset(stop_ids)
     n = len(rows)
@@ -332,6 +365,9 @@ def decode_rows(
         while True:
             logits = process_logits(logits, [out_tokens[i] for i in active], decoding, exempt_ids,
                                     [rows[i].protected_ids for i in active])
+            if guard is not None and any(rows[i].numbers is not None for i in active):
+                logits = number_guard.apply(logits.float().clone(), [out_tokens[i] for i in active], guard,
+                                            [rows[i].numbers for i in active])
             if decoding.min_new_tokens and stop:
                 early = [b for b, i in enumerate(active) if len(out_tokens[i]) < decoding.min_new_tokens]
                 if early:
@@ -398,11 +434,13 @@ def generate_texts(
     decoding: DecodingConfig | None = None,
     protected: Sequence[frozenset[int]] | None = None,
     facts: Sequence[tuple[str, ...]] | None = None,
+    numbers: Sequence[Any] | None = None,
 ) -> tuple[list[str], dict]:
     """Generate for rendered prompts with `decoding` (default `DECODING`, each row seeded with
     `decoding.seed`, as a serving request with that seed); returns texts and stats (new tokens, seconds,
     tokens/s). Same token loop as the Triton model (`decode_rows`). `protected[i]`: prompt i's fact tokens;
-    `facts[i]`: its fact forms (`models.facts.fact_forms`, for `hold_stop_for_facts`)."""
+    `facts[i]`: its fact forms (`models.facts.fact_forms`, for `hold_stop_for_facts`); `numbers[i]`: its
+    `models.number_guard.FactNumbers` (for `numbers_from_facts`)."""
     cfg = decoding or DECODING
     tok, model = gen.tokenizer, gen.model
     tok.padding_side = "left"
@@ -420,7 +458,8 @@ def generate_texts(
         for i in idx:
             ids = tok(prompts[i], add_special_tokens=False, truncation=True, max_length=max_prompt_tokens)["input_ids"]
             rows.append(DecodeRow(tuple(ids), max_new_tokens, cfg.temperature, cfg.seed,
-                                  protected[i] if protected else frozenset(), tuple(facts[i]) if facts else ()))
+                                  protected[i] if protected else frozenset(), tuple(facts[i]) if facts else (),
+                                  numbers[i] if numbers else None))
         toks = decode_rows(model, rows, stop_ids=stop, pad_id=pad_id, device=gen.device, decoding=cfg, exempt_ids=exempt,
                            tokenizer=tok)
         for i, t in zip(idx, toks):
@@ -436,8 +475,10 @@ def generate_for(gen: Generator, pairs: Sequence[tuple[Any, Any]], **kw: Any) ->
     """(product, audience) pairs -> texts, using `models.prompt.render_prompt`."""
     from models import facts as facts_mod
     from models import prompt as prompt_mod
+    from models.number_guard import FactNumbers
 
     prompts = [prompt_mod.render_prompt(gen.tokenizer, p, a) for p, a in pairs]
     protected = [fact_token_ids(gen.tokenizer, p) for p, _ in pairs]
     forms = [facts_mod.fact_forms(p) for p, _ in pairs]
-    return generate_texts(gen, prompts, protected=protected, facts=forms, **kw)
+    numbers = [FactNumbers.of_product(p) for p, _ in pairs]
+    return generate_texts(gen, prompts, protected=protected, facts=forms, numbers=numbers, **kw)

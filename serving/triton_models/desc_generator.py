@@ -19,7 +19,7 @@ Outputs: TEXT BYTES, PROMPT_TOKENS INT32, GENERATED_TOKENS INT32, MODEL_VERSION 
   temperature and `torch.Generator(seed)`, so one request's output does not depend on its batch-mates'
   parameters or random draws; rows that finish are dropped from the batch (and its KV cache). Optional
   config parameters named like `DecodingConfig` fields (`top_k`, `top_p`, `repetition_penalty`,
-  `no_repeat_ngram_size`, `ngram_max_count`, `min_new_tokens`, `hold_stop_for_facts`) override `DECODING`; leave them out to
+  `no_repeat_ngram_size`, `ngram_max_count`, `min_new_tokens`, `hold_stop_for_facts`, `numbers_from_facts`) override `DECODING`; leave them out to
   serve exactly what was evaluated. TEMPERATURE/SEED stay per request.
 - Every request is validated on its own: an invalid product, unknown audience, bad parameter or wrong
   dtype/shape yields an INVALID_ARG error for that request only; an over-long prompt is truncated to the
@@ -130,10 +130,12 @@ class DescGenerator:
         """A validated request -> a `Row` (prompt ids, parameters, the product's fact tokens)."""
         from models.facts import fact_forms
         from models.generation import fact_token_ids
+        from models.number_guard import FactNumbers
 
         mnt, temp, sd = self.check_params(max_new_tokens, temperature, seed)
         ids, product = self._prompt(product_json, audience)
-        return Row(ids, mnt, temp, sd, fact_token_ids(self.tokenizer, product), fact_forms(product))
+        return Row(ids, mnt, temp, sd, fact_token_ids(self.tokenizer, product), fact_forms(product),
+                   FactNumbers.of_product(product))
 
     def prompt_ids(self, product_json: str | bytes, audience: str) -> tuple[int, ...]:
         """Validate the product and audience, render the training prompt, tokenise, truncate."""
@@ -204,8 +206,7 @@ class DescGenerator:
 
 def decoding_from_parameters(params: dict[str, Any]) -> DecodingConfig:
     """`DECODING`, with any of `DECODING_PARAMETERS` given as config.pbtxt parameters overriding it."""
-    defaults = DECODING.to_dict()
-    changes = {k: type(defaults[k])(params[k]) for k in DECODING_PARAMETERS if str(params.get(k, "")).strip()}
+    changes = {k: DecodingConfig.coerce(k, params[k]) for k in DECODING_PARAMETERS if str(params.get(k, "")).strip()}
     return DECODING.replace(**changes)
 
 
