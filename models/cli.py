@@ -145,15 +145,18 @@ def export_cmd(
     tagger: Optional[Path] = typer.Option(None, "--tagger", help="Tagger run dir to export as a new product_tagger version."),
     repository: Optional[Path] = typer.Option(None, "--repository", help="Triton model repository (default: serving/model_repository)."),
     name: Optional[str] = typer.Option(None, "--name", help="Name recorded in the model card (default: run dir name)."),
+    eval_dir: Optional[Path] = typer.Option(None, "--eval", help="`descstream eval --out` dir whose metrics go in the card "
+                                            "(default: the run's own eval/; required when --run is an exported version)."),
 ) -> None:
-    """Write a new numbered version into the Triton model repository (never overwrites an export)."""
+    """Write a new numbered version into the Triton model repository (never overwrites an export). `--run` may be
+    an exported version dir: its weights are re-released as a new version with the metrics of `--eval`."""
     from models.export import export_generator, export_tagger
 
     if not run and not tagger:
         raise typer.BadParameter("give --run and/or --tagger")
     try:
         if run:
-            typer.echo(f"desc_generator: {export_generator(run, repository, name)}")
+            typer.echo(f"desc_generator: {export_generator(run, repository, name, eval_dir)}")
         if tagger:
             typer.echo(f"product_tagger: {export_tagger(tagger, repository, name)}")
     except FileNotFoundError as exc:

@@ -110,9 +110,14 @@ def _publish(model_dir: Path, build: Any, module: str) -> Path:
     return model_dir / str(n)
 
 
-def export_generator(run: str | Path, repository: str | Path | None = None, name: str | None = None) -> Path:
-    """Export a `train generator` run directory; returns the new version folder."""
+def export_generator(run: str | Path, repository: str | Path | None = None, name: str | None = None,
+                     eval_dir: str | Path | None = None) -> Path:
+    """Export a `train generator` run directory; returns the new version folder. `run` may also be an
+    exported version dir: its weights are re-released as a new version with a new evaluation (`eval_dir`,
+    required then) — how a decoding change reaches serving without retraining or touching the old version."""
     run = Path(run)
+    if (run / "model_card.json").is_file() and not (run / "summary.json").is_file():
+        return _rerelease_generator(run, repository, name, eval_dir)
     summary_path = run / "summary.json"
     if not summary_path.is_file():
         raise FileNotFoundError(f"{summary_path} not found: is {run} a finished `descstream train generator` run?")
@@ -121,7 +126,7 @@ def export_generator(run: str | Path, repository: str | Path | None = None, name
     src = run / kind
     if not src.is_dir():
         raise FileNotFoundError(f"{src} not found (no checkpoint was saved)")
-    evaluation = _read_eval(run)
+    evaluation = _read_eval(Path(eval_dir) if eval_dir else run)
     model_dir = Path(repository or DEFAULT_REPOSITORY) / "desc_generator"
 
     def build(tmp: Path, n: int) -> None:
@@ -159,13 +164,48 @@ def export_generator(run: str | Path, repository: str | Path | None = None, name
             "decoding": (evaluation or {}).get("decoding"),  # what the metrics were measured with
         }
         (tmp / "model_card.json").write_text(json.dumps(card, indent=2, default=str))
-        for cand in (run / "eval", run):  # the side-by-side report, for people browsing the repository
-            if (cand / "eval.md").is_file():
-                (tmp / "eval").mkdir(exist_ok=True)
-                for fname in ("eval.md", "eval.png", "eval.json"):
-                    if (cand / fname).is_file():
-                        shutil.copy2(cand / fname, tmp / "eval" / fname)
-                break
+        _copy_eval_report(Path(eval_dir) if eval_dir else run, tmp)
+
+    return _publish(model_dir, build, "desc_generator")
+
+
+def _copy_eval_report(src: Path, tmp: Path) -> None:
+    """eval.md/png/json next to the card, for people browsing the repository."""
+    for cand in (src / "eval", src):
+        if (cand / "eval.md").is_file():
+            (tmp / "eval").mkdir(exist_ok=True)
+            for fname in ("eval.md", "eval.png", "eval.json"):
+                if (cand / fname).is_file():
+                    shutil.copy2(cand / fname, tmp / "eval" / fname)
+            break
+
+
+def _rerelease_generator(vdir: Path, repository: str | Path | None, name: str | None, eval_dir: str | Path | None) -> Path:
+    """Same weights as exported version `vdir`, new version number, new metrics (and their decoding)."""
+    if eval_dir is None:
+        raise FileNotFoundError(f"{vdir} is an exported version: re-releasing it needs --eval DIR "
+                                f"(the `descstream eval --run {vdir} --out DIR` to record in the new card)")
+    evaluation = _read_eval(Path(eval_dir))
+    if evaluation is None:
+        raise FileNotFoundError(f"no eval.json under {eval_dir}")
+    old = json.loads((vdir / "model_card.json").read_text())
+    model_dir = Path(repository or DEFAULT_REPOSITORY) / "desc_generator"
+
+    def build(tmp: Path, n: int) -> None:
+        shutil.copytree(vdir / "artifacts", tmp / "artifacts")
+        card = {
+            **old,
+            "name": name or f"{old.get('name', 'generator')}-r{n}",
+            "version": n,
+            "weights_from": f"desc_generator/{vdir.name} (identical artifacts; training fields below are that run's)",
+            "metrics": evaluation,
+            "decoding": evaluation.get("decoding"),
+            "export_git_commit": _git("rev-parse", "HEAD"),
+            "export_command": f"descstream export --run {vdir} --eval {eval_dir}",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        (tmp / "model_card.json").write_text(json.dumps(card, indent=2, default=str))
+        _copy_eval_report(Path(eval_dir), tmp)
 
     return _publish(model_dir, build, "desc_generator")
 

@@ -155,6 +155,21 @@ def test_export_versions_card_and_reload(tmp_path: Path, tiny_dir: Path) -> None
     assert "parents[4]" in shim and len(shim.strip().splitlines()) == 3
     assert not any(p.name.startswith(".v") for p in (repo / "desc_generator").iterdir())  # no temp leftovers
 
+    # re-release: an exported version's weights as a new version with a new evaluation
+    ev = tmp_path / "eval"
+    ev.mkdir()
+    (ev / "eval.json").write_text(json.dumps({"systems": {"fine-tuned": {"n": 1}}, "decoding": {"temperature": 0.5}}))
+    (ev / "eval.md").write_text("| metric |\n")
+    with pytest.raises(FileNotFoundError):
+        export_generator(v2, repo)  # which metrics? refused
+    v4 = export_generator(v2, repo, eval_dir=ev)
+    card4 = json.loads((v4 / "model_card.json").read_text())
+    assert v4.name == "4" and card4["version"] == 4 and card4["weights_from"].startswith("desc_generator/2")
+    assert card4["decoding"] == {"temperature": 0.5} and card4["reproduce"] == card["reproduce"]
+    assert (v4 / "eval" / "eval.md").is_file() and (v2 / "model_card.json").read_text() != (v4 / "model_card.json").read_text()
+    assert ((v4 / "artifacts" / "adapter" / "adapter_model.safetensors").read_bytes()
+            == (v2 / "artifacts" / "adapter" / "adapter_model.safetensors").read_bytes())
+
     gen = load_generator(v2 / "artifacts", base_dir=tiny_dir)
     ex = dataset.build_synthetic_examples(1, seed=3)[0]
     texts, stats = generate_for(gen, [(ex.product, ex.audience)] * 2, max_new_tokens=5, batch_size=2)
