@@ -181,13 +181,13 @@ class Profile:
         if embedding is not None:
             esum = self.esum
             if esum is None or self.cw <= 0:
-                self.esum = embedding * np.float32(w)  # a new array, never the caller's
+                self.esum = embedding * w  # a new array (float32: a Python float scalar keeps the dtype)
                 self.cw = w
             else:
                 if w == 1.0:
                     esum += embedding
                 else:
-                    esum += embedding * np.float32(w)
+                    esum += embedding * w
                 self.cw += w
 
 

@@ -33,38 +33,33 @@ _ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _MISSING = {"text": None, "audience": None, "model_version": None, "product_version": None, "source": "missing"}
 
 
-def _record(payload: bytes, audience: str) -> dict | None:
-    d = orjson.loads(payload)
-    if not d["gate"]["passed"]:  # the Lua pre-filter matched text, this checks the parsed verdict
-        return None
-    return {
-        "text": d["text"],
-        "audience": audience,
-        "model_version": d["model_version"],
-        "product_version": d["product_version"],
-        "source": d["source"],
-    }
-
-
 def resolve(reply: bytes, product_ids: Sequence[str]) -> tuple[str, dict[str, dict]]:
-    """Parse `RedisStore.read_raw`'s reply (see `redis_store.READ`) into the per-product answers."""
+    """Parse `RedisStore.read_raw`'s reply (see `redis_store.READ`) into the per-product answers.
+
+    The reader's hottest Python: one split per product, one `orjson.loads` per served record, no helper
+    calls (this loop was ~15 % of a 50-product read)."""
     parts = reply.split(b"\x1e")
     audience = parts[0].decode()
+    loads = orjson.loads
     out: dict[str, dict] = {}
     for pid, part in zip(product_ids, parts[1:]):
         kind, deleted, version, payload = part.split(b"\x1f", 3)
         if deleted == b"1":
-            out[pid] = {"text": None, "audience": None, "model_version": None, "product_version": int(version), "source": "deleted"}
-            continue
-        rec = None
-        if kind == b"a":
-            rec = _record(payload, audience)
-        elif kind == b"d":
-            rec = _record(payload, DEFAULT_AUDIENCE)
+            out[pid] = {"text": None, "audience": None, "model_version": None, "product_version": int(version),
+                        "source": "deleted"}
+        elif kind == b"a" or kind == b"d":
+            d = loads(payload)
+            if d["gate"]["passed"]:  # the Lua pre-filter matched text, this checks the parsed verdict
+                out[pid] = {"text": d["text"], "audience": audience if kind == b"a" else DEFAULT_AUDIENCE,
+                            "model_version": d["model_version"], "product_version": d["product_version"],
+                            "source": d["source"]}
+            else:
+                out[pid] = _MISSING.copy()
         elif kind == b"s":
-            rec = {"text": payload.decode(), "audience": None, "model_version": None,
-                   "product_version": int(version) if version else None, "source": "seller"}
-        out[pid] = rec if rec is not None else dict(_MISSING)
+            out[pid] = {"text": payload.decode(), "audience": None, "model_version": None,
+                        "product_version": int(version) if version else None, "source": "seller"}
+        else:
+            out[pid] = _MISSING.copy()
     return audience, out
 
 

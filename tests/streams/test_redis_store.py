@@ -150,6 +150,34 @@ async def test_has_current_and_user(store):
     assert 0 < await store.r.ttl("ds:user:u-x") <= store.user_ttl
 
 
+async def test_user_audiences_and_check_one_command(store):
+    """The behaviour agent's scoring round: user audiences written (with TTL) + variant existence, one script."""
+    p, q = pid(), pid()
+    await store.upsert_products([(product(p, 1), "fh", None), (product(q, 1), "fh", None)])
+    await store.publish([record(p, "default", 1, "t"), record(p, "outdoor_adventurers", 1, "v")])
+    u1, u2 = "u-" + uuid.uuid4().hex[:6], "u-" + uuid.uuid4().hex[:6]
+    have = await store.set_user_audiences_and_check(
+        [(u1, "outdoor_adventurers"), (u2, "families")],
+        [(p, "outdoor_adventurers"), (p, "families"), (q, "outdoor_adventurers"), ("p-nowhere", "default")],
+    )
+    assert have == [True, False, False, False]
+    assert await store.get_user_audience(u1) == "outdoor_adventurers"
+    assert await store.get_user_audience(u2) == "families"
+    assert 0 < await store.r.ttl(f"ds:user:{u2}") <= store.user_ttl
+    assert await store.set_user_audiences_and_check([], [(p, "default")]) == [True]
+    assert await store.set_user_audiences_and_check([(u1, "families")], []) == []
+    assert await store.get_user_audience(u1) == "families"
+
+
+async def test_reader_ids_and_empty(store):
+    """Ids travel joined by \\x1f: an id containing it (or an empty id) is refused, an empty list is fine."""
+    assert await get_descriptions(store, "u-none", []) == {}
+    with pytest.raises(ValueError):
+        await get_descriptions(store, "u-none", ["a\x1fb"])
+    with pytest.raises(ValueError):
+        await get_descriptions(store, "u-none", ["a", ""])
+
+
 async def test_reader_fallback_chain(store):
     a, b, c, d, e = (pid() for _ in range(5))
     user = "u-" + uuid.uuid4().hex[:6]
