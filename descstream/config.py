@@ -113,8 +113,8 @@ class ModelSettings(BaseModel):
     mode: Literal["tiny", "real"] = "real"
     max_new_tokens: int = Field(default=160, ge=1, le=512, description="a cap: generation stops at the end token")
     temperature: float = Field(
-        default=0.6, ge=0,
-        description="per-request sampling temperature (0 = greedy); 0.6 = models.generation.DECODING, the evaluated decoding",
+        default=0.7, ge=0,
+        description="per-request sampling temperature (0 = greedy); 0.7 = models.generation.DECODING, the evaluated decoding",
     )
     seed: int = Field(default=0, description="per-request seed (same seed + input -> same text)")
 
