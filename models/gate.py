@@ -245,7 +245,9 @@ def check(product: ProductUpsert, audience: str, text: str, *,
 
     if _is_loop(norm, text):
         add("repetition_loop")
-    if n_words >= min_words and not _on_topic(norm, product):
+    if n_words >= min_words and text != _FALLBACK_GENERIC and not _on_topic(norm, product):
+        # (the generic last-resort fallback names nothing of the product on purpose: it is used when every
+        # product word is unusable, e.g. a title and category that are both injected instructions)
         add("off_topic")
     return GateVerdict(passed=not reasons, reasons=tuple(reasons))
 
@@ -306,11 +308,13 @@ def _fallback_candidates(product: ProductUpsert, audience: str) -> list[str]:
     price_s = f" It is priced at {price}." if price else ""
     tail = " See the product details for the full specifications."
     cands = []
-    for n in (5, 3, 1, 0):
-        shown = items[:n]
-        listed = ", ".join(shown[:-1]) + f" and {shown[-1]}" if len(shown) > 1 else "".join(shown)
-        facts_s = f" Key details: {listed}." if shown else ""
-        cands.append(head + facts_s + price_s + tail)
+    # the category-derived noun is seller data too (it may carry an injection): the same texts without it next
+    for first in (head, f"The {product.title}{brand}."):
+        for n in (5, 3, 1, 0):
+            shown = items[:n]
+            listed = ", ".join(shown[:-1]) + f" and {shown[-1]}" if len(shown) > 1 else "".join(shown)
+            facts_s = f" Key details: {listed}." if shown else ""
+            cands.append(first + facts_s + price_s + tail)
     cands.append(f"This {noun}{brand} is listed in our catalogue." + price_s + tail)
     cands.append(_FALLBACK_GENERIC)
     return cands
