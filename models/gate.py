@@ -53,7 +53,8 @@ _CANON_RE = re.compile(r"\b(" + "|".join(map(re.escape, _CANON)) + r")\b")
 _NUMBER = re.compile(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,]*\d)|\d+(?:\.\d+)?")
 
 
-def _canon_number(token: str) -> str:
+def canonical_number(token: str) -> str:
+    """Numbers as the gate (and number_guard) compare them: "1,200" -> "1200", "4.50" -> "4.5", "007" -> "7"."""
     token = token.replace(",", "")
     if "." in token:
         token = token.rstrip("0").rstrip(".") or "0"
@@ -62,7 +63,7 @@ def _canon_number(token: str) -> str:
 
 
 def _numbers(text: str) -> list[str]:
-    return [_canon_number(m) for m in _NUMBER.findall(text)]
+    return [canonical_number(m) for m in _NUMBER.findall(text)]
 
 
 def _norm_words(text: str) -> str:

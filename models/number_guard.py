@@ -82,7 +82,7 @@ class NumberTokens:
 def allowed_tokens(nt: NumberTokens, so_far: str, numbers: FactNumbers) -> tuple[frozenset[int], bool]:
     """(number tokens allowed next, whether any other token may follow) for a row whose current number
     is `so_far` (`NumberTokens.number_so_far`)."""
-    from models.gate import _canon_number
+    from models.gate import canonical_number
 
     facts = numbers.written
 
@@ -90,7 +90,7 @@ def allowed_tokens(nt: NumberTokens, so_far: str, numbers: FactNumbers) -> tuple
         return any(f.startswith(prefix) for f in facts)
 
     def complete(number: str) -> bool:
-        return bool(number) and number[-1] != "." and _canon_number(number) in numbers.canonical
+        return bool(number) and number[-1] != "." and canonical_number(number) in numbers.canonical
 
     if not so_far:
         return frozenset(i for i, d in nt.digit.items() if viable(d)), True
