@@ -126,7 +126,8 @@ def export_generator(run: str | Path, repository: str | Path | None = None, name
     src = run / kind
     if not src.is_dir():
         raise FileNotFoundError(f"{src} not found (no checkpoint was saved)")
-    evaluation = _read_eval(Path(eval_dir) if eval_dir else run)
+    report = Path(eval_dir) if eval_dir else run  # the metrics (and report files) the card records
+    evaluation = _read_eval(report)
     model_dir = Path(repository or DEFAULT_REPOSITORY) / "desc_generator"
 
     def build(tmp: Path, n: int) -> None:
@@ -164,7 +165,7 @@ def export_generator(run: str | Path, repository: str | Path | None = None, name
             "decoding": (evaluation or {}).get("decoding"),  # what the metrics were measured with
         }
         (tmp / "model_card.json").write_text(json.dumps(card, indent=2, default=str))
-        _copy_eval_report(Path(eval_dir) if eval_dir else run, tmp)
+        _copy_eval_report(report, tmp)
 
     return _publish(model_dir, build, "desc_generator")
 

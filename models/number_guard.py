@@ -111,22 +111,19 @@ def apply(logits: Any, histories: Sequence[Sequence[int]], nt: NumberTokens,
     (`numbers[b]` None = row b is not constrained)."""
     import torch
 
-    all_number_ids = torch.tensor(sorted(set(nt.digit) | nt.dot | nt.comma), dtype=torch.long, device=logits.device)
     for b, hist in enumerate(histories):
         if numbers[b] is None:
             continue
         ok, others = allowed_tokens(nt, nt.number_so_far(hist), numbers[b])
+        if not ok and not others:  # cannot happen for a prefix we allowed; never leave a row without a token
+            ok, others = allowed_tokens(nt, "", numbers[b])
         if others:  # not inside an unfinished number: only digits that cannot start a fact number are out
             banned = [i for i in nt.digit if i not in ok]
             if banned:
                 logits[b, torch.tensor(banned, dtype=torch.long, device=logits.device)] = float("-inf")
-            continue
-        if not ok:  # cannot happen for a prefix we allowed; never leave a row without a token: start afresh
-            ok, others = allowed_tokens(nt, "", numbers[b])
-            logits[b, torch.tensor([i for i in nt.digit if i not in ok], dtype=torch.long, device=logits.device)] = float("-inf")
-            continue
-        keep = logits[b, all_number_ids].clone()
-        mask = torch.tensor([i in ok for i in all_number_ids.tolist()], dtype=torch.bool, device=logits.device)
-        logits[b] = float("-inf")
-        logits[b, all_number_ids] = torch.where(mask, keep, torch.full_like(keep, float("-inf")))
+        else:  # inside an unfinished number: only the tokens that continue it
+            idx = torch.tensor(sorted(ok), dtype=torch.long, device=logits.device)
+            keep = logits[b, idx].clone()
+            logits[b] = float("-inf")
+            logits[b, idx] = keep
     return logits

@@ -126,11 +126,6 @@ class BehaviourState:
         self.stream: Any = None
         self.flusher: asyncio.Future | None = None
 
-    def stale_features(self, pid: str, mono: float) -> bool:
-        """Are the cached features of `pid` missing or too old at monotonic time `mono`? (The hot loop
-        inlines this as one dict lookup.)"""
-        return self.feature_until.get(pid, 0.0) <= mono
-
     async def fetch_features(self, pids: list[str], mono: float) -> None:
         rows = await self.services.store.get_features_many(pids)
         for pid, got in zip(pids, rows):
@@ -143,17 +138,10 @@ class BehaviourState:
                 self.features[pid] = (category_key(cat), cat, logp, decode_embedding(emb))
                 self.feature_until[pid] = mono + FEATURE_TTL_S
 
-    async def features_for(self, pid: str, mono: float) -> Features | None:
-        if self.stale_features(pid, mono):
-            await self.fetch_features([pid], mono)
-        return self.features.get(pid)
-
-    def bump_hot(self, ck: str, pid: str, w: float) -> None:
-        h = self.hot[ck]
-        h[pid] = h.get(pid, 0.0) + w
-        if len(h) > 2 * HOT_PER_CATEGORY:
-            keep = sorted(h.items(), key=lambda kv: kv[1], reverse=True)[:HOT_PER_CATEGORY]
-            self.hot[ck] = dict(keep)
+    def trim_hot(self, ck: str) -> None:
+        """Keep the HOT_PER_CATEGORY hottest products of a category (called when it holds twice that)."""
+        keep = sorted(self.hot[ck].items(), key=lambda kv: kv[1], reverse=True)[:HOT_PER_CATEGORY]
+        self.hot[ck] = dict(keep)
 
     def hot_top(self, ck: str) -> list[tuple[str, float]]:
         """The 5 hottest products of a category; computed once per scoring round (`hot_top_cache` is
@@ -337,7 +325,7 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
     counts = state.counts
     profiles = state.profiles
     features = state.features
-    bump_hot = state.bump_hot
+    trim_hot = state.trim_hot
     hot = state.hot
     weights = WEIGHTS
 
@@ -365,11 +353,11 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
                 counts[2] += 1
             else:
                 ck, _cat, logp, emb = f
-                if ck is not None:  # `bump_hot` inlined (per event)
+                if ck is not None:  # the product's heat in its category (per event: inline)
                     h = hot[ck]
                     h[pid] = h.get(pid, 0.0) + 1.0
                     if len(h) > 2 * HOT_PER_CATEGORY:
-                        bump_hot(ck, pid, 0.0)  # trims
+                        trim_hot(ck)
         prof.apply(weights.get(ev.event, 1.0), ev.ts, pid, ck, logp, emb, ev.query)
         d = state.dirty.get(part)
         if d is None:
