@@ -152,9 +152,12 @@ class WorkerSettings(BaseModel):
         "assignment; switches go to Redis); the most an audience switch waits",
     )
     profile_flush_interval_s: float = Field(
-        default=5.0, gt=0, le=60,
+        default=15.0, gt=0, le=60,
         description="behaviour agent: how often updated profiles are written to the table (one changelog "
-        "record per user per flush) and their events acknowledged; a crash replays at most this much",
+        "record per user per flush) and their events acknowledged; a crash replays at most this much (or "
+        "`profile_flush_max_events`, whichever comes first). A table write costs ~200 us of worker CPU "
+        "(measured): longer intervals coalesce more of a user's events into one write, like Kafka Streams' "
+        "record cache flushed at its 30 s at-least-once commit interval",
     )
     profile_flush_max_events: int = Field(
         default=50_000, ge=1,

@@ -114,9 +114,9 @@ class BehaviourState:
         self.hot: dict[str, dict[str, float]] = defaultdict(dict)
         self.known_variants: dict[tuple[str, str], float] = {}  # (product, audience) -> seen or requested at
         self.hot_top_cache: dict[str, list[tuple[str, float]]] = {}
-        # write-behind. to_score: user -> [profile, time (s) of its latest event], updated since the last
+        # write-behind. to_score: user -> (profile, time (s) of its latest event), updated since the last
         # scoring round; dirty: partition -> user -> profile, updated since the last table flush
-        self.to_score: dict[str, list] = {}
+        self.to_score: dict[str, tuple[Profile, float]] = {}
         self.dirty: dict[int, dict[str, Profile]] = {}
         self.dirty_event: dict[int, Any] = {}  # partition -> one of its events (binds the table writes)
         self.pending: list[Any] = []  # messages (not events) consumed and applied, not yet acknowledged
@@ -333,7 +333,7 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
         """Update the user's profile in memory and mark it dirty (synchronous: never interleaves a flush)."""
         msg = event.message
         part = msg.partition
-        uid = ev.user_id
+        uid, pid, kind, query, ts = ev
         cache = profiles[part]
         prof = cache.get(uid)
         if prof is None:
@@ -345,7 +345,6 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
             counts[3] += 1
             return
         prof.off = off
-        pid = ev.product_id
         ck = logp = emb = None
         if pid is not None:
             f = features.get(pid)
@@ -358,13 +357,13 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
                     h[pid] = h.get(pid, 0.0) + 1.0
                     if len(h) > 2 * HOT_PER_CATEGORY:
                         trim_hot(ck)
-        prof.apply(weights.get(ev.event, 1.0), ev.ts, pid, ck, logp, emb, ev.query)
+        prof.apply(weights.get(kind, 1.0), ts, pid, ck, logp, emb, query)
         d = state.dirty.get(part)
         if d is None:
             d = state.dirty[part] = {}
             state.dirty_event[part] = event
         d[uid] = prof
-        state.to_score[uid] = [prof, ev.ts]
+        state.to_score[uid] = (prof, ts)
         counts[1] += 1
 
     async def dead_letter_event(event: Any, exc: InvalidEvent) -> None:

@@ -60,7 +60,9 @@ def machine() -> dict:
 
 def scrape(port: int, name: str) -> float:
     try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).read().decode()
+        # only the one metric (prometheus_client's `name[]` filter): the bench polls every 0.2 s and must not
+        # load the worker it measures with rendering every metric it has
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics?name[]={name}", timeout=1).read().decode()
     except OSError:
         return -1.0
     total = 0.0
@@ -175,6 +177,7 @@ async def run_workers(settings: Settings, tmp: Path, procs: int, mode: str, n: i
         base = sum(scrape(p, metric) for p in ports)
         start_base = sum(scrape(p, start_metric) for p in ports) if start_metric else base
         cpu0 = sum(cpu_seconds(w.pid) for w in workers)
+        sys0 = sum(cpu_seconds(w.pid, system_only=True) for w in workers)
         prod = asyncio.create_task(produce(settings, settings.topics.behavior, events))
         t_first = None
         while True:
@@ -190,13 +193,16 @@ async def run_workers(settings: Settings, tmp: Path, procs: int, mode: str, n: i
                 raise RuntimeError("benchmark did not finish in 10 minutes")
             await asyncio.sleep(0.2)
         cpu1 = sum(cpu_seconds(w.pid) for w in workers)
+        sys1 = sum(cpu_seconds(w.pid, system_only=True) for w in workers)
         await prod
         per_worker = [scrape(p, metric) for p in ports]
         out = {"events_per_s": round(n / (now - (t_first or now)), 1), "seconds": round(now - (t_first or now), 2),
                "per_worker_counts": per_worker,
                # CPU the worker processes spent per event (from before the first event to the last one):
                # the cost figure that other load on the machine does not distort
-               "worker_cpu_us_per_event": round((cpu1 - cpu0) / n * 1e6, 1)}
+               "worker_cpu_us_per_event": round((cpu1 - cpu0) / n * 1e6, 1),
+               # of which in the kernel (syscalls: epoll, sockets, the consumer thread's wake-ups)
+               "worker_sys_cpu_us_per_event": round((sys1 - sys0) / n * 1e6, 1)}
         if mode != "plain":
             # write-behind coalescing, over the whole run (warm-up included): table writes and audience
             # switches per event, and generation requests the switches caused
@@ -216,11 +222,12 @@ async def run_workers(settings: Settings, tmp: Path, procs: int, mode: str, n: i
             log.close()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc), -1 where unavailable."""
+def cpu_seconds(pid: int, system_only: bool = False) -> float:
+    """User + system (or only system) CPU time of a process so far (Linux /proc), -1 where unavailable."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        ticks = int(fields[12]) if system_only else int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return -1.0
 
@@ -282,6 +289,7 @@ async def reader_bench(settings: Settings, iterations: int = 3000) -> dict:
                 for a in (["default", "outdoor_adventurers"] if i % 2 == 0 else ["default"])]
         await store.publish(recs)
     await store.set_user_audience("u-reader", "outdoor_adventurers")
+    await store.ensure_layout()  # as every worker does at start
     for _ in range(200):
         await get_descriptions(store, "u-reader", pids)
     lat = []

@@ -54,6 +54,18 @@ def create_topics(settings: Settings) -> list[str]:
     return asyncio.run(create_topics_async(settings))
 
 
+async def ensure_redis_layout_async(settings: Settings) -> int:
+    """Prune data written by older versions so the reader can take its one-lookup path
+    (`RedisStore.ensure_layout`; a no-op once done)."""
+    from .redis_store import RedisStore
+
+    store = RedisStore.from_settings(settings)
+    try:
+        return await store.ensure_layout()
+    finally:
+        await store.close()
+
+
 def run_worker(
     settings: Settings,
     *,
@@ -70,6 +82,7 @@ def run_worker(
     from .app import create_app
 
     create_topics(settings)
+    asyncio.run(ensure_redis_layout_async(settings))
     faust_app = create_app(settings, generator=generator, web_port=web_port, data_dir=data_dir, agents=agents)
     mport = settings.worker.metrics_port if metrics_port is None else metrics_port
     metrics.serve(mport, settings.worker.metrics_host)

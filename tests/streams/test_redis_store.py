@@ -10,7 +10,7 @@ import pytest_asyncio
 
 from descstream.schemas import DescriptionRecord, GateVerdict, ProductUpsert
 from streams.reader import get_descriptions
-from streams.redis_store import RedisStore, desc_key
+from streams.redis_store import LAYOUT_KEY, RedisStore, desc_key, meta_key
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -39,6 +39,18 @@ async def store(infra):
     s = RedisStore.from_settings(infra)
     yield s
     await s.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session", params=["1", "2"])
+async def layout(request, store):
+    """Run a reader test on both `READ` paths: layout 1 (data of older versions may hold stale variants:
+    every product's meta is checked) and layout 2 (pruned: one lookup per served product)."""
+    if request.param == "2":
+        await store.ensure_layout()
+    else:
+        await store.r.delete(LAYOUT_KEY)
+    yield request.param
+    await store.ensure_layout()
 
 
 def pid() -> str:
@@ -178,7 +190,7 @@ async def test_reader_ids_and_empty(store):
         await get_descriptions(store, "u-none", ["a", ""])
 
 
-async def test_reader_fallback_chain(store):
+async def test_reader_fallback_chain(store, layout):
     a, b, c, d, e = (pid() for _ in range(5))
     user = "u-" + uuid.uuid4().hex[:6]
     await store.set_user_audience(user, "outdoor_adventurers")
@@ -247,18 +259,18 @@ async def test_cas_ranks_failed_fallback_below_gate_fallback_below_generated(sto
     assert (await store.get_record(p)).text == "generated"
 
 
-async def test_facts_change_never_serves_an_older_variant(store):
-    """A variant written for older facts is never served (READ skips it), and a category change deletes the
-    variants of audiences that no longer apply (they would never be regenerated)."""
+async def test_facts_change_never_serves_an_older_variant(store, layout):
+    """A facts change deletes the variants written for the older facts (READ must not serve them), and a
+    category change deletes the variants of audiences that no longer apply (they would never be regenerated)."""
     p = pid()
     user = "u-" + uuid.uuid4().hex[:6]
     await store.set_user_audience(user, "outdoor_adventurers")
     await store.upsert_products([(product(p, 1, description="seller v1"), "fh1", None)])
     await store.publish([record(p, "outdoor_adventurers", 1, "tent variant v1"), record(p, "default", 1, "tent default v1")])
     assert (await get_descriptions(store, user, [p]))[p]["text"] == "tent variant v1"
-    # facts change (same category): v1 variants stay stored until regenerated, but are not served meanwhile
+    # facts change (same category): the v1 variants are deleted; the seller's text is served until v2's come
     assert await store.upsert_products([(product(p, 2, price=99.0, description="seller v2"), "fh2", None)]) == [2]
-    assert set(await store.get_records(p)) == {"outdoor_adventurers", "default"}
+    assert await store.get_records(p) == {}
     out = (await get_descriptions(store, user, [p]))[p]
     assert out["text"] == "seller v2" and out["source"] == "seller"
     await store.publish([record(p, "default", 2, "tent default v2")])
@@ -268,15 +280,48 @@ async def test_facts_change_never_serves_an_older_variant(store):
     # a version bump with the same facts changes nothing
     assert await store.upsert_products([(product(p, 3, price=99.0, description="seller v2"), "fh2", None)]) == [1]
     assert (await get_descriptions(store, user, [p]))[p]["text"] == "tent variant v2"
-    # re-categorised: the outdoor variant (text and CAS stamp) is gone, the default is not served until v4's
+    # re-categorised at v4, with v4 texts already written (they raced ahead of the meta): the outdoor variant
+    # (text and CAS stamp) is deleted, whatever its version, because that audience no longer applies
+    assert await store.publish([record(p, "outdoor_adventurers", 4, "raced ahead"), record(p, "default", 4, "raced default")]) == [True, True]
     mug = dict(category="Home > Kitchen > Mugs", title="Stoneware Mug", description="seller v4")
     assert await store.upsert_products([(product(p, 4, **mug), "fh4", None)]) == [2]
-    fields = {k.decode() for k in await store.r.hkeys(desc_key(p))}
-    assert fields == {"default", "default@v"}
-    out = (await get_descriptions(store, user, [p]))[p]
-    assert out["text"] == "seller v4"
+    assert set(await store.get_records(p)) == {"default"}
+    assert (await get_descriptions(store, user, [p]))[p]["text"] == "raced default"
     # a late write for the old facts is refused (stale)
     assert await store.publish_codes([record(p, "outdoor_adventurers", 3, "tent variant v3")]) == [-2]
+
+
+async def test_layout_migration_prunes_what_older_versions_left(store):
+    """Data written before layout 2 may hold variants for older facts (older writers kept them until
+    regenerated) and a deleted product's descriptions: the checked READ path never serves them,
+    `ensure_layout` deletes them (and nothing current), after which the one-lookup path gives the same answers."""
+    p, q, r = pid(), pid(), pid()
+    user = "u-" + uuid.uuid4().hex[:6]
+    await store.set_user_audience(user, "outdoor_adventurers")
+    for x in (p, q, r):
+        await store.upsert_products([(product(x, 1, description=f"seller {x}"), "fh1", None)])
+        await store.publish([record(x, "outdoor_adventurers", 1, f"variant {x}"), record(x, "default", 1, f"default {x}")])
+    await store.upsert_products([(product(p, 2, price=99.0, description="seller v2"), "fh2", None)])
+    await store.publish([record(p, "default", 2, "default v2")])
+    await store.delete_product(q, 2, T0)
+    # what an older writer left behind: p's v1 variant (facts changed at v2) and q's texts (deleted)
+    stale = await store.r.hgetall(desc_key(r))
+    await store.r.hset(desc_key(p), mapping={k: v for k, v in stale.items() if k.startswith(b"outdoor")})
+    await store.r.hset(desc_key(q), mapping=stale)
+    await store.r.delete(LAYOUT_KEY)
+    want = {p: ("default v2", "generated"), q: (None, "deleted"), r: (f"variant {r}", "generated")}
+
+    def answers(out: dict) -> dict:
+        return {x: (out[x]["text"], out[x]["source"]) for x in out}
+
+    assert answers(await get_descriptions(store, user, [p, q, r])) == want
+    assert await store.ensure_layout() == 2 + len(stale)
+    assert await store.r.get(LAYOUT_KEY) == b"2"
+    assert set(await store.get_records(p)) == {"default"} and not await store.r.exists(desc_key(q))
+    assert set(await store.get_records(r)) == {"outdoor_adventurers", "default"}
+    assert await store.r.hget(meta_key(q), "del") == b"1"
+    assert answers(await get_descriptions(store, user, [p, q, r])) == want
+    assert await store.ensure_layout() == 0  # done once
 
 
 async def test_transient_redis_errors_are_retried_until_redis_is_back(infra, tmp_path):
