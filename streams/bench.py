@@ -13,7 +13,7 @@ Measures, on the same broker and machine, in one run:
 Faust rates are measured after the workers joined the group (a warm-up batch is consumed first), from
 the first to the last benchmark event, by polling each worker's Prometheus counter every 50 ms.
 
-Usage: ``python -m streams.bench [--events 20000] [--out bench.json] [--no-scale-out] [--cprofile /tmp/prof]``
+Usage: ``python -m streams.bench [--events 50000] [--out bench.json] [--no-scale-out] [--cprofile /tmp/prof]``
 (starts its own broker + Redis; `--cprofile` dumps a cProfile of each Faust worker at exit).
 """
 
@@ -404,7 +404,7 @@ def main() -> None:
         plain_worker(a.metrics_port, a.web_port)
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--events", type=int, default=20000)
+    ap.add_argument("--events", type=int, default=50000)
     ap.add_argument("--users", type=int, default=2000)
     ap.add_argument("--products", type=int, default=500)
     ap.add_argument("--out", type=Path, default=None)
