@@ -159,6 +159,12 @@ class WorkerSettings(BaseModel):
         "(measured): longer intervals coalesce more of a user's events into one write, like Kafka Streams' "
         "record cache flushed at its 30 s at-least-once commit interval",
     )
+    blas_threads: int = Field(
+        default=1, ge=1, le=64,
+        description="BLAS threads in a worker process (threadpoolctl). The behaviour agent's scoring matmuls "
+        "are small; multi-threaded BLAS spins its idle threads and takes CPU from the event loop (measured: "
+        "2 threads cost ~45 us of worker CPU per behaviour event on 2 cores)",
+    )
     profile_flush_max_events: int = Field(
         default=50_000, ge=1,
         description="behaviour agent: flush early once this many events are unacknowledged (bounds memory "

@@ -66,6 +66,18 @@ async def ensure_redis_layout_async(settings: Settings) -> int:
         await store.close()
 
 
+def limit_blas_threads(n: int) -> None:
+    """Cap the BLAS pool of this process at `n` threads (`WorkerSettings.blas_threads`, 1 by default).
+
+    A worker is one event loop: its numpy work (scoring rounds) is small, and OpenBLAS' idle threads
+    busy-wait after every call, taking CPU from the loop. numpy is imported first so that threadpoolctl
+    finds its BLAS library; the limit holds for the life of the process."""
+    import numpy  # noqa: F401 - loads the BLAS library threadpoolctl acts on
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n, user_api="blas")
+
+
 def run_worker(
     settings: Settings,
     *,
@@ -81,6 +93,7 @@ def run_worker(
     from . import metrics
     from .app import create_app
 
+    limit_blas_threads(settings.worker.blas_threads)
     create_topics(settings)
     asyncio.run(ensure_redis_layout_async(settings))
     faust_app = create_app(settings, generator=generator, web_port=web_port, data_dir=data_dir, agents=agents)
