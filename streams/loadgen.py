@@ -364,14 +364,14 @@ async def _redis_count(settings: Settings, limit: int = 200_000) -> int | None:
     try:
         import redis.asyncio as aioredis
 
-        from .redis_store import PREFIX
+        from .redis_store import PREFIX, is_record_field
 
         r = aioredis.Redis.from_url(settings.redis.url, **settings.redis.client_kwargs())
         try:
             total = 0
             seen = 0
             async for key in r.scan_iter(match=f"{PREFIX}desc:*", count=1000):
-                total += await r.hlen(key) // 2  # each audience has its value and its `@v` stamp
+                total += sum(1 for f in await r.hkeys(key) if is_record_field(f))
                 seen += 1
                 if seen >= limit:
                     break

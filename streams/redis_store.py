@@ -5,6 +5,9 @@ Key layout (all keys share the `ds:` prefix; TTLs from `RedisSettings`):
 ``ds:desc:{product_id}``  HASH, one entry per audience that has a description (``default`` included)
     field ``{audience}``    JSON of a `DescriptionRecord` (text, source, model_version, product_version,
                             source_event_time, generated_at, gate)
+    field ``{audience}@s``  the served form ``"{model_version}\x1f{product_version}\x1f{source}\x1f{text}"``,
+                            present only while the record's gate verdict passed (what `READ` returns:
+                            no JSON to parse per product on the reader's side)
     field ``{audience}@v``  CAS stamp ``"{product_version} {source_event_time_ms} {rank}"``; rank 2 =
                             generated text that passed the gate, 1 = faithful fallback after the gate
                             rejected a real model's text, 0 = faithful fallback after the generation
@@ -118,7 +121,8 @@ RANK_FALLBACK = 1  # the gate rejected a real model's text: faithful fallback, f
 RANK_GENERATED = 2  # generated text that passed the gate
 NO_MODEL = "none"
 
-# KEYS: desc, meta. ARGV: audience, product_version, source_ms, rank, json, ttl[, upgrade "1"|"0", model_version]
+# KEYS: desc, meta. ARGV: audience, product_version, source_ms, rank, json, ttl, upgrade "1"|"0", model_version,
+# served form ('' when the gate did not pass: the `@s` field is then removed)
 DESC_CAS = """
 local aud = ARGV[1]
 local pv = tonumber(ARGV[2])
@@ -151,6 +155,7 @@ if stamp then
   end
 end
 redis.call('HSET', KEYS[1], aud, ARGV[5], aud .. '@v', ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[4])
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], aud .. '@s', ARGV[9]) else redis.call('HDEL', KEYS[1], aud .. '@s') end
 local ttl = tonumber(ARGV[6])
 if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
 return 1
@@ -183,7 +188,8 @@ if changed then
   for i = 1, #all, 2 do
     local f = all[i]
     local aud = f
-    if string.sub(f, -2) == '@v' then aud = string.sub(f, 1, -3) end
+    local sfx = string.sub(f, -2)
+    if sfx == '@v' or sfx == '@s' then aud = string.sub(f, 1, -3) end
     local pv = stamps[aud]
     if not keep[aud] or not pv or pv < v then drop[#drop + 1] = f end
   end
@@ -235,15 +241,18 @@ return table.concat(out)
 # The desc/meta keys are built here from the ids instead of being passed as 2 KEYS per product: packing
 # 101 arguments per call was a large share of the reader's client-side time (fine for standalone/Sentinel
 # Redis, which the other scripts need anyway).
-# Returns a flat array: the audience, then per product a header and a payload. Header: kind, then the meta
-# version where it matters: `a` audience variant, `d` default (payload = record JSON), `s{v}` seller text
-# (payload = the text), `D{v}` deleted, `x{v}` nothing (`v` empty when the product is unknown). An array,
+# Returns a flat array: the audience, then per product a header and a payload. Header: `as`/`ds` audience
+# variant / default as its served form (`@s`), `aj`/`dj` the same as record JSON (layout-1 path), `s{v}`
+# seller text (payload = the text; `v` the meta version), `D{v}` deleted, `x{v}` nothing (`v` empty when the
+# product is unknown). An array,
 # not one concatenated string: building a ~35 kB string in Lua cost ~70 us of the ~300 us script (measured,
 # Redis 7.0, 50 products), returning 101 elements ~7 us.
 # Only records whose gate passed qualify (plain-text check on the JSON), and only records written for the
 # product's current facts. Layout 2 (`LAYOUT_KEY` = "2", set by `RedisStore.ensure_layout` once older data
 # is pruned) guarantees that by construction: `META_UPSERT` deletes the variants a facts change makes
-# stale, and `DELETE` drops the whole hash, so a product with a servable description costs ONE lookup.
+# stale, `DELETE` drops the whole hash, and `DESC_CAS` keeps an `@s` served form exactly while the record's
+# gate passed, so a product with a servable description costs ONE lookup of small fields, and the reader
+# parses no JSON.
 # Before that (layout 1) every product also reads its meta and a variant whose stamp's product version is
 # below the meta's `fv` is skipped. Meta is read in any case when no description qualifies (seller text,
 # deleted flag).
@@ -252,7 +261,7 @@ local aud = redis.call('HGET', KEYS[1], 'audience')
 if not aud then aud = 'default' end
 local checked = redis.call('GET', '@PREFIX@layout') ~= '2'
 local variant = aud ~= 'default'
-local audv = aud .. '@v'
+local audv, auds = aud .. '@v', aud .. '@s'
 local find, match, tonumber = string.find, string.match, tonumber
 local function current(rec, stamp, fv)
   if not rec or not find(rec, '"passed":true', 1, true) then return false end
@@ -270,23 +279,29 @@ for pid in string.gmatch(ARGV[1], '[^\\31]+') do
   end
   local head, payload = nil, ''
   if not m or m[1] ~= '1' then
-    local rec, stamp, drec, dstamp
-    if variant and checked then
-      local d = redis.call('HMGET', dk, aud, audv, 'default', 'default@v')
-      rec, stamp, drec, dstamp = d[1], d[2], d[3], d[4]
-    elseif variant then
-      local d = redis.call('HMGET', dk, aud, 'default')
-      rec, drec = d[1], d[2]
-    elseif checked then
-      local d = redis.call('HMGET', dk, 'default', 'default@v')
-      drec, dstamp = d[1], d[2]
+    if checked then
+      local rec, stamp, drec, dstamp
+      if variant then
+        local d = redis.call('HMGET', dk, aud, audv, 'default', 'default@v')
+        rec, stamp, drec, dstamp = d[1], d[2], d[3], d[4]
+      else
+        local d = redis.call('HMGET', dk, 'default', 'default@v')
+        drec, dstamp = d[1], d[2]
+      end
+      if variant and current(rec, stamp, fv) then
+        head, payload = 'aj', rec
+      elseif current(drec, dstamp, fv) then
+        head, payload = 'dj', drec
+      end
     else
-      drec = redis.call('HGET', dk, 'default')
-    end
-    if variant and current(rec, stamp, fv) then
-      head, payload = 'a', rec
-    elseif current(drec, dstamp, fv) then
-      head, payload = 'd', drec
+      local sa, sd
+      if variant then
+        local d = redis.call('HMGET', dk, auds, 'default@s')
+        sa, sd = d[1], d[2]
+      else
+        sd = redis.call('HGET', dk, 'default@s')
+      end
+      if sa then head, payload = 'as', sa elseif sd then head, payload = 'ds', sd end
     end
   end
   if not head then
@@ -306,28 +321,44 @@ LAYOUT_KEY = f"{PREFIX}layout"
 LAYOUT_VERSION = "2"
 
 # KEYS: desc, meta. Layout 1 -> 2 for one product: drop the cached variants `READ` would not serve (written
-# for facts older than the meta's `fv`, or left behind by a delete). Returns the number of fields removed.
+# for facts older than the meta's `fv`, or left behind by a delete) and add the served form (`@s`, the same
+# bytes as `served_form`) of every remaining gate-passed record that lacks one. Returns {fields removed,
+# served forms added}.
 PRUNE = """
 local m = redis.call('HMGET', KEYS[2], 'del', 'fv')
 if m[1] == '1' then
   local n = redis.call('HLEN', KEYS[1])
   redis.call('DEL', KEYS[1])
-  return n
+  return {n, 0}
 end
 local fv = tonumber(m[2])
-if not fv then return 0 end
-local drop = {}
-for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
-  if string.sub(f, -2) == '@v' then
-    local pv = tonumber(string.match(redis.call('HGET', KEYS[1], f), '^%d+'))
-    if not pv or pv < fv then
-      drop[#drop + 1] = f
-      drop[#drop + 1] = string.sub(f, 1, -3)
+local all = redis.call('HGETALL', KEYS[1])
+local f = {}
+for i = 1, #all, 2 do f[all[i]] = all[i + 1] end
+local drop, added = {}, 0
+for name, value in pairs(f) do
+  local sfx = string.sub(name, -2)
+  if sfx ~= '@v' and sfx ~= '@s' then
+    local stamp = f[name .. '@v']
+    local pv = stamp and tonumber(string.match(stamp, '^%d+'))
+    if fv and (not pv or pv < fv) then
+      drop[#drop + 1] = name
+      drop[#drop + 1] = name .. '@v'
+      drop[#drop + 1] = name .. '@s'
+    elseif not f[name .. '@s'] then
+      local ok, rec = pcall(cjson.decode, value)
+      if ok and type(rec) == 'table' and type(rec['gate']) == 'table' and rec['gate']['passed'] == true
+          and type(rec['text']) == 'string' and type(rec['product_version']) == 'number' then
+        redis.call('HSET', KEYS[1], name .. '@s', tostring(rec['model_version']) .. '\\31'
+          .. string.format('%d', rec['product_version']) .. '\\31' .. tostring(rec['source']) .. '\\31' .. rec['text'])
+        added = added + 1
+      end
     end
   end
 end
-if #drop > 0 then redis.call('HDEL', KEYS[1], unpack(drop)) end
-return #drop
+local removed = 0
+if #drop > 0 then removed = redis.call('HDEL', KEYS[1], unpack(drop)) end
+return {removed, added}
 """
 
 # the two scripts that build keys from ids take the prefix from `PREFIX` (the one key layout)
@@ -350,6 +381,20 @@ class ProductMeta:
 
 def record_json(rec: DescriptionRecord) -> bytes:
     return orjson.dumps(rec.model_dump(mode="json"))
+
+
+def served_form(rec: DescriptionRecord) -> bytes:
+    """The `{audience}@s` field: what the reader returns, as one split, no JSON (b"" unless the gate passed).
+    `PRUNE` builds the same bytes in Lua for records written before layout 2."""
+    if not rec.gate.passed:
+        return b""
+    return f"{rec.model_version}\x1f{rec.product_version}\x1f{rec.source}\x1f{rec.text}".encode()
+
+
+def is_record_field(name: bytes | str) -> bool:
+    """A desc-hash field that holds a record (JSON), not its CAS stamp (`@v`) or served form (`@s`)."""
+    tail = name[-2:]
+    return tail not in (b"@v", b"@s", "@v", "@s")
 
 
 def record_rank(rec: DescriptionRecord) -> int:
@@ -533,6 +578,7 @@ class RedisStore:
                     self.desc_ttl,
                     "1" if up else "0",
                     rec.model_version,
+                    served_form(rec),
                 ],
             )
             for rec, up in zip(records, flags)
@@ -555,7 +601,7 @@ class RedisStore:
         return {
             k.decode(): DescriptionRecord.model_validate_json(v)
             for k, v in raw.items()
-            if not k.endswith(b"@v")
+            if is_record_field(k)
         }
 
     async def has_current(
@@ -758,11 +804,12 @@ class RedisStore:
     # ---------------------------------------------------------------- layout
     async def ensure_layout(self, batch: int = 500) -> int:
         """Bring data written by older versions to `LAYOUT_VERSION` (idempotent; a no-op once done): prune
-        every desc hash with `PRUNE`, then set `LAYOUT_KEY`. Returns the number of fields removed. Workers
-        run it at start; readers never write (until it ran they take `READ`'s checked path)."""
+        every desc hash with `PRUNE` (stale variants out, served forms in), then set `LAYOUT_KEY`. Returns
+        the number of fields removed. Workers run it at start; readers never write (until it ran they take
+        `READ`'s checked path)."""
         if await self._call("layout", lambda: self.r.get(LAYOUT_KEY)) == LAYOUT_VERSION.encode():
             return 0
-        removed = 0
+        removed = added = 0
         cursor = 0
         while True:
             cursor, keys = await self._call(
@@ -776,10 +823,13 @@ class RedisStore:
                         await self._prune(keys=[desc_key(pid), meta_key(pid)], client=pipe)
                     return await pipe.execute()
 
-                removed += sum(int(x) for x in await self._call("layout", attempt))
+                for n_removed, n_added in await self._call("layout", attempt):
+                    removed += int(n_removed)
+                    added += int(n_added)
             if cursor == 0:
                 break
         await self._call("layout", lambda: self.r.set(LAYOUT_KEY, LAYOUT_VERSION))
-        if removed:
-            log.info("Redis layout %s: pruned %d stale description fields", LAYOUT_VERSION, removed)
+        if removed or added:
+            log.info("Redis layout %s: pruned %d stale description fields, added %d served forms",
+                     LAYOUT_VERSION, removed, added)
         return removed

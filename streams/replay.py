@@ -535,7 +535,7 @@ async def behaviour_counts(settings: Settings, hours: float, limit: int = 5_000_
 
 async def stale_pairs(store: Any, model_version: str) -> dict[str, list[str]]:
     """product -> audiences whose cached description was not produced by `model_version` (SCAN ds:desc:*)."""
-    from .redis_store import PREFIX
+    from .redis_store import PREFIX, is_record_field
 
     out: dict[str, list[str]] = {}
     prefix = f"{PREFIX}desc:".encode()
@@ -548,7 +548,7 @@ async def stale_pairs(store: Any, model_version: str) -> dict[str, list[str]]:
         for key, raw in zip(keys, await pipe.execute()):
             pid = key[len(prefix):].decode()
             for field_name, value in sorted(raw.items()):
-                if field_name.endswith(b"@v"):
+                if not is_record_field(field_name):
                     continue
                 try:
                     mv = orjson.loads(value).get("model_version")

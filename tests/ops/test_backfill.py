@@ -26,7 +26,7 @@ from descstream.config import Settings
 from descstream.schemas import DescriptionRecord
 from models.audiences import audiences_for_category
 from models.catalogue import generate_catalogue, mutate_product
-from streams.redis_store import RedisStore, desc_key
+from streams.redis_store import RedisStore, desc_key, is_record_field
 from streams.replay import BackfillConfig, run_backfill
 
 from .conftest import Worker, isolated, wait_for
@@ -70,7 +70,7 @@ def bf(ops_infra: Settings, tmp_path_factory: pytest.TempPathFactory):
 
 async def _records(r: aioredis.Redis, pid: str) -> dict[str, dict]:
     raw = await r.hgetall(desc_key(pid))
-    return {k.decode(): orjson.loads(v) for k, v in raw.items() if not k.endswith(b"@v")}
+    return {k.decode(): orjson.loads(v) for k, v in raw.items() if is_record_field(k)}
 
 
 async def _backfill_requests(settings: Settings) -> Counter[str]:

@@ -341,7 +341,7 @@ def verify(settings: Settings, expected: dict[str, Expected]) -> Verdict:
     from descstream.schemas import ProductUpsert
     from models.audiences import audiences_for_category
     from models.gate import check
-    from streams.redis_store import desc_key, meta_key
+    from streams.redis_store import desc_key, is_record_field, meta_key
 
     r = redis.Redis.from_url(settings.redis.url, **settings.redis.client_kwargs())
     v = Verdict()
@@ -357,7 +357,7 @@ def verify(settings: Settings, expected: dict[str, Expected]) -> Verdict:
             exp = expected[pid]
             facts = ProductUpsert.model_validate_json(facts_raw) if facts_raw else None
             want = audiences_for_category(exp.category)
-            recs = {k.decode(): orjson.loads(val) for k, val in descs.items() if not k.endswith(b"@v")}
+            recs = {k.decode(): orjson.loads(val) for k, val in descs.items() if is_record_field(k)}
             for aud in want:
                 v.expected += 1
                 rec = recs.get(aud)

@@ -119,7 +119,7 @@ async def run_hostile_e2e(stack: LocalStack, run_dir: Path, n: int, seed: int = 
     from models.audiences import audiences_for_category
     from models.gate import check
     from streams.cli import create_topics_async
-    from streams.redis_store import desc_key, meta_key
+    from streams.redis_store import desc_key, is_record_field, meta_key
 
     settings = isolated(stack.settings, run_dir, tag=f"hostile-{uuid.uuid4().hex[:6]}")
     await create_topics_async(settings)
@@ -175,7 +175,7 @@ async def run_hostile_e2e(stack: LocalStack, run_dir: Path, n: int, seed: int = 
                 fdict = orjson.loads(raw_facts)
                 planted = tuple(x for m in msgs if m.product_id == pid for x in m.injected)
                 for k, val in descs.items():
-                    if k.endswith(b"@v"):
+                    if not is_record_field(k):
                         continue
                     rec = orjson.loads(val)
                     res.records += 1

@@ -138,7 +138,7 @@ async def test_products_and_behaviour_to_audience_descriptions(pipe):
 async def test_audience_switch_generates_missing_variants(pipe):
     t = pipe.settings.topics
     # the tech variant of the headphones is gone (e.g. expired): the switch must bring it back
-    await pipe.store.r.hdel(desc_key(PHONES), "tech_enthusiasts", "tech_enthusiasts@v")
+    await pipe.store.r.hdel(desc_key(PHONES), "tech_enthusiasts", "tech_enthusiasts@v", "tech_enthusiasts@s")
     for i in range(3):
         await pipe.send(t.behavior, "u-1", behaviour("u-1", PHONES, "purchase", minute=10 + i))
 

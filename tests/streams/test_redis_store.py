@@ -10,7 +10,7 @@ import pytest_asyncio
 
 from descstream.schemas import DescriptionRecord, GateVerdict, ProductUpsert
 from streams.reader import get_descriptions
-from streams.redis_store import LAYOUT_KEY, RedisStore, desc_key, meta_key
+from streams.redis_store import LAYOUT_KEY, RedisStore, desc_key, meta_key, served_form
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -293,21 +293,25 @@ async def test_facts_change_never_serves_an_older_variant(store, layout):
 
 async def test_layout_migration_prunes_what_older_versions_left(store):
     """Data written before layout 2 may hold variants for older facts (older writers kept them until
-    regenerated) and a deleted product's descriptions: the checked READ path never serves them,
-    `ensure_layout` deletes them (and nothing current), after which the one-lookup path gives the same answers."""
+    regenerated) and a deleted product's descriptions, and has no served forms (`@s`): the checked READ path
+    never serves the stale ones, `ensure_layout` deletes exactly them and adds the served forms, after which
+    the one-lookup path gives the same answers."""
     p, q, r = pid(), pid(), pid()
     user = "u-" + uuid.uuid4().hex[:6]
     await store.set_user_audience(user, "outdoor_adventurers")
     for x in (p, q, r):
         await store.upsert_products([(product(x, 1, description=f"seller {x}"), "fh1", None)])
         await store.publish([record(x, "outdoor_adventurers", 1, f"variant {x}"), record(x, "default", 1, f"default {x}")])
+    await store.publish([record(r, "families", 1, "gate-failed families", passed=False)])
     await store.upsert_products([(product(p, 2, price=99.0, description="seller v2"), "fh2", None)])
     await store.publish([record(p, "default", 2, "default v2")])
     await store.delete_product(q, 2, T0)
-    # what an older writer left behind: p's v1 variant (facts changed at v2) and q's texts (deleted)
-    stale = await store.r.hgetall(desc_key(r))
+    # what an older writer left behind: no served forms; p's v1 variant (facts changed at v2); q's texts (deleted)
+    stale = {k: v for k, v in (await store.r.hgetall(desc_key(r))).items() if not k.endswith(b"@s")}
     await store.r.hset(desc_key(p), mapping={k: v for k, v in stale.items() if k.startswith(b"outdoor")})
-    await store.r.hset(desc_key(q), mapping=stale)
+    await store.r.hset(desc_key(q), mapping={k: v for k, v in stale.items() if not k.startswith(b"families")})
+    for x in (p, r):
+        await store.r.hdel(desc_key(x), *[k for k in await store.r.hkeys(desc_key(x)) if k.endswith(b"@s")])
     await store.r.delete(LAYOUT_KEY)
     want = {p: ("default v2", "generated"), q: (None, "deleted"), r: (f"variant {r}", "generated")}
 
@@ -315,13 +319,29 @@ async def test_layout_migration_prunes_what_older_versions_left(store):
         return {x: (out[x]["text"], out[x]["source"]) for x in out}
 
     assert answers(await get_descriptions(store, user, [p, q, r])) == want
-    assert await store.ensure_layout() == 2 + len(stale)
+    assert await store.ensure_layout() == 2 + 4  # p: outdoor + its stamp; q: its 4 fields (hash dropped)
     assert await store.r.get(LAYOUT_KEY) == b"2"
     assert set(await store.get_records(p)) == {"default"} and not await store.r.exists(desc_key(q))
-    assert set(await store.get_records(r)) == {"outdoor_adventurers", "default"}
+    assert set(await store.get_records(r)) == {"outdoor_adventurers", "default", "families"}
+    # the served forms were added for the gate-passed records only, with the bytes the writer would write
+    for x, aud in ((p, "default"), (r, "outdoor_adventurers"), (r, "default")):
+        assert await store.r.hget(desc_key(x), f"{aud}@s") == served_form(await store.get_record(x, aud))
+    assert await store.r.hget(desc_key(r), "families@s") is None
     assert await store.r.hget(meta_key(q), "del") == b"1"
     assert answers(await get_descriptions(store, user, [p, q, r])) == want
     assert await store.ensure_layout() == 0  # done once
+
+
+async def test_served_form_follows_the_record(store):
+    """`@s` is written with every gate-passed record and removed when a later record did not pass."""
+    p = pid()
+    await store.upsert_products([(product(p, 1), "fh1", None)])
+    await store.publish([record(p, "default", 1, "first")])
+    assert await store.r.hget(desc_key(p), "default@s") == served_form(await store.get_record(p))
+    assert (await get_descriptions(store, "u-x", [p]))[p]["text"] == "first"
+    await store.publish([record(p, "default", 2, "newer but failed", passed=False)])
+    assert await store.r.hget(desc_key(p), "default@s") is None
+    assert (await get_descriptions(store, "u-x", [p]))[p]["source"] == "seller"
 
 
 async def test_transient_redis_errors_are_retried_until_redis_is_back(infra, tmp_path):
