@@ -194,6 +194,7 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
     batch_hist = metrics.BATCH_SIZE.labels(agent="behaviour")
     store = services.store
     user_ttl_half = settings.redis.user_ttl_s / 2 if settings.redis.user_ttl_s else float("inf")
+    gen_topic_name = topics.generation_requests
 
     async def audience_vectors() -> None:
         embedder = services.embedder
@@ -211,8 +212,8 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
     async def write_switches(changed: dict[str, tuple[Profile, bool, int]], now: float) -> None:
         """Redis audience keys + which candidate variants exist (one script call), then requests
         for the missing variants of switched users. `changed`: user -> (profile, switched, time in ms of
-        the user's latest event). The sends are not awaited one by one: Faust flushes the producer before
-        it commits the acknowledged offsets."""
+        the user's latest event). The sends are not awaited one by one: Faust flushes the producer (its
+        buffer and the Kafka producer's) before it commits the acknowledged offsets."""
         wanted: list[tuple[str, str, float, int]] = []
         seen: set[tuple[str, str]] = set()
         known = state.known_variants
@@ -237,13 +238,18 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
         if len(known) > 100_000:
             known.clear()
         n = 0
+        producer = None
         for (pid, aud, prio, src_ms), exists in zip(wanted, have):
             known[(pid, aud)] = now
             if exists:
                 continue
             req = {"product_id": pid, "audiences": [aud], "reason": "audience_switch", "priority": prio, "version": 0,
                    "source_ms": src_ms}
-            await app.gen_topic.send(key=pid.encode(), value=orjson.dumps(req))  # type: ignore[attr-defined]
+            if producer is None:
+                producer = await app.maybe_start_producer()
+            # the transport producer, not `Topic.send`: the same record, partitioned by key like every other
+            # request, without a FutureMessage and its callbacks per record (~1,400 per 50k-event bench run)
+            await producer.send(gen_topic_name, pid.encode(), orjson.dumps(req), None, None, None)
             n += 1
         if n:
             metrics.GEN_REQUESTS.labels(outcome="requested_switch").inc(n)
