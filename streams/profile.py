@@ -197,6 +197,7 @@ class AudienceModel:
     def __init__(self, audiences: dict, audience_vectors: dict[str, np.ndarray] | None = None):
         self.names = [n for n in audiences if n != DEFAULT_AUDIENCE]
         self.audiences = audiences
+        self._relevant: dict[tuple[str, str | None], bool] = {}
         self._zero = {n: 0.0 for n in self.names}
         self._zero[DEFAULT_AUDIENCE] = DEFAULT_SCORE
         self._match_cache: dict[str, tuple[tuple[str, float], ...]] = {}
@@ -351,8 +352,17 @@ class AudienceModel:
         return out
 
     def relevant(self, audience: str, category: str | None) -> bool:
-        a = self.audiences.get(audience)
-        return a is not None and a.matches(category)
+        """`Audience.matches`, memoised: a scoring round asks it for every candidate of every switch, and the
+        answer depends on the (audience, category) pair only (a catalogue has few categories)."""
+        key = (audience, category)
+        hit = self._relevant.get(key)
+        if hit is None:
+            a = self.audiences.get(audience)
+            hit = a is not None and a.matches(category)
+            if len(self._relevant) >= 100_000:
+                self._relevant.clear()
+            self._relevant[key] = hit
+        return hit
 
 
 def decode_embedding(raw: bytes | None) -> np.ndarray | None:
