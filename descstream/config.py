@@ -159,6 +159,12 @@ class WorkerSettings(BaseModel):
         "(measured): longer intervals coalesce more of a user's events into one write, like Kafka Streams' "
         "record cache flushed at its 30 s at-least-once commit interval",
     )
+    feature_warmup_products: int = Field(
+        default=20_000, ge=0,
+        description="behaviour agent: at start, load the features (category, price, embedding) of up to this "
+        "many products from Redis in pipelined batches, so a restarted worker catching up on lag does not "
+        "stall on one Redis round trip per product it meets (0 = off)",
+    )
     blas_threads: int = Field(
         default=1, ge=1, le=64,
         description="BLAS threads in a worker process (threadpoolctl). The behaviour agent's scoring matmuls "

@@ -735,6 +735,16 @@ class RedisStore:
             )
         return out
 
+    async def product_ids(self, limit: int, batch: int = 1000) -> list[str]:
+        """Up to `limit` product ids that have meta (SCAN, no order; deleted ones included)."""
+        out: list[str] = []
+        skip = len(PREFIX) + 5  # "meta:"
+        async for key in self.r.scan_iter(match=f"{PREFIX}meta:*", count=batch):
+            out.append(key[skip:].decode())
+            if len(out) >= limit:
+                break
+        return out
+
     async def get_features(self, product_id: str) -> tuple[str | None, float | None, bytes | None] | None:
         """(category, price, embedding) for the behaviour agent; None if unknown or deleted."""
         return (await self.get_features_many([product_id]))[0]
