@@ -58,8 +58,9 @@ can never make state go backwards):
   costs one hash lookup (the writers above keep stale text out of the desc hash); see the script.
 
 ``ds:layout``             STRING ``"2"`` once `RedisStore.ensure_layout` (run by every worker at start) has
-    pruned data written by older versions (variants left behind by a facts change). Until then `READ`
-    also checks every variant against the meta's ``fv`` (slower, same answers).
+    brought data written by older versions up to date (variants left behind by a facts change pruned,
+    missing ``@s`` served forms added). Until then `READ` also checks every variant against the meta's
+    ``fv`` and returns record JSON (slower, same answers).
 
 Failure handling: every `RedisStore` operation retries transient errors (connection refused/reset,
 timeouts, LOADING, READONLY...) in place with bounded, jittered exponential backoff (`RetryPolicy`,
