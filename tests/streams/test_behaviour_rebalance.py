@@ -1,0 +1,122 @@
+"""Two behaviour workers and a rebalance between them: every profile update is applied exactly once.
+
+The behaviour agent keeps messages per event and applies them in rounds (`apply_pending`), acknowledging
+only after the flush that wrote their profiles. When a second worker joins, the first one loses a
+partition: what it had not flushed must be re-consumed by the new owner (not lost), and what it had
+received but not yet applied for that partition must not be applied by it any more (not counted twice).
+The table changelog - what any worker restores from - is the judge: each user's profile must have counted
+exactly the events sent to that user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import urllib.request
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from serving.triton_env import free_ports
+from streams.cli import create_topics_async
+from streams.profile import Profile
+
+from ..support import WorkerProc, isolated, wait_for
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+T0 = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
+
+
+def scrape(port: int, name: str) -> float:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return -1.0
+    return sum(float(m.group(1)) for m in re.finditer(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? (\S+)$", text, re.M))
+
+
+async def changelog_profiles(settings) -> dict[str, Profile]:
+    """The latest `user-profiles` value of every user in the table changelog."""
+    topic = f"{settings.worker.app_id}-user-profiles-changelog"
+    consumer = AIOKafkaConsumer(topic, **settings.kafka.aiokafka_kwargs(), auto_offset_reset="earliest",
+                                group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    latest: dict[str, bytes] = {}
+    try:
+        empty = 0
+        while empty < 3:  # read to the end
+            batch = await consumer.getmany(timeout_ms=300)
+            empty = 0 if batch else empty + 1
+            for msgs in batch.values():
+                for m in msgs:
+                    if m.value:
+                        latest[m.key.decode()] = m.value
+    finally:
+        await consumer.stop()
+    return {uid: Profile.loads(raw) for uid, raw in latest.items()}
+
+
+async def test_second_worker_joining_loses_and_doubles_nothing(infra, tmp_path):
+    settings = isolated(infra, tmp_path)
+    assert settings.topics.partitions >= 2  # one partition each after the rebalance
+    await create_topics_async(settings)
+    producer = AIOKafkaProducer(**settings.kafka.aiokafka_kwargs(), acks="all")
+    await producer.start()
+    metrics_a, web_a, metrics_b, web_b = free_ports(4)
+
+    def worker(name: str, metrics_port: int, web_port: int) -> WorkerProc:
+        return WorkerProc(settings, tmp_path / f"{name}.log", "--agents", "behavior", "--metrics-port", str(metrics_port),
+                          "--web-port", str(web_port), "--data-dir", str(tmp_path / f"data-{name}"))
+
+    users = [f"u-rb-{i}" for i in range(24)]
+    sent: Counter[str] = Counter()
+    second = 0
+
+    async def send_round() -> None:
+        nonlocal second
+        for uid in users:
+            ev = {"user_id": uid, "product_id": "p-rb", "event": "view", "query": None,
+                  "ts": (T0 + timedelta(seconds=second)).isoformat()}
+            await producer.send(settings.topics.behavior, key=uid.encode(), value=orjson.dumps(ev))
+            sent[uid] += 1
+        await producer.flush()
+        second += 1
+
+    a = worker("a", metrics_a, web_a)
+    b = None
+    try:
+        for _ in range(3):
+            await send_round()
+
+        async def a_applied():
+            return scrape(metrics_a, "descstream_behaviour_total") >= 3 * len(users)
+
+        await wait_for(a_applied, timeout=90, what="worker a applied the first rounds")
+        b = worker("b", metrics_b, web_b)
+        for _ in range(12):  # events keep coming while b joins and the partitions move
+            await send_round()
+            await asyncio.sleep(0.5)
+
+        async def exact():
+            profiles = await changelog_profiles(settings)
+            return profiles if all(uid in profiles and profiles[uid].n == sent[uid] for uid in users) else None
+
+        try:
+            await wait_for(exact, timeout=90, interval=1.0, what="every profile in the changelog counts its events")
+        except AssertionError:
+            profiles = await changelog_profiles(settings)
+            wrong = {uid: (profiles[uid].n if uid in profiles else None, sent[uid]) for uid in users
+                     if uid not in profiles or profiles[uid].n != sent[uid]}
+            raise AssertionError(f"(counted, sent) per user: {wrong}\n--- a\n{a.tail()}\n--- b\n{b.tail()}") from None
+        # the rebalance happened: both workers acknowledged behaviour events
+        assert scrape(metrics_b, "descstream_behaviour_acked_total") > 0, b.tail()
+        assert scrape(metrics_a, "descstream_behaviour_acked_total") > 0, a.tail()
+    finally:
+        a.kill()
+        if b is not None:
+            b.kill()
+        await producer.stop()
