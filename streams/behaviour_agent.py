@@ -126,7 +126,6 @@ class BehaviourState:
         self.pending: list[Any] = []
         self.applied = 0
         self.generation = 0  # bumped on every partition assignment
-        self.owned: set[int] | None = None  # partitions of the behaviour topic assigned (None: not known yet)
         self.last_flush = self.last_score = self.last_event = time.monotonic()
         self.counts = [0, 0, 0, 0]  # events, ok, unknown product, replayed: published in bulk
         self.lock = asyncio.Lock()  # the agent loop and the idle-flush timer never interleave
@@ -424,9 +423,11 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
                 decoded.append((msg, ev))
             if missing:
                 await state.fetch_features(list(missing), mono)
-            if gen != state.generation:  # a rebalance ran during an await: drop what this worker lost
-                owned = state.owned or set()
-                decoded = [(msg, ev) for msg, ev in decoded if msg.partition in owned]
+            if gen != state.generation:
+                # a rebalance ran during an await and dropped the messages of the partitions this worker
+                # lost (their new owner re-consumes them): apply only those still pending
+                alive = {id(m) for m in state.pending}
+                decoded = [(msg, ev) for msg, ev in decoded if id(msg) in alive]
             for msg, ev in decoded:
                 apply_event(msg, ev)
 
@@ -498,7 +499,6 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
         assigned = assigned if assigned is not None else kw.get("assigned", set())
         mine = {tp.partition for tp in assigned if tp.topic == topics.behavior}
         state.generation += 1
-        state.owned = mine
         for part in list(state.profiles):
             if part not in mine:
                 state.profiles.pop(part, None)
