@@ -50,13 +50,14 @@ def isolated(settings: Settings, tmp: Path, **sections: dict) -> Settings:
 class WorkerProc:
     """`python -m streams.cli worker` in its own process group, configured only through DESCSTREAM_* env."""
 
-    def __init__(self, settings: Settings, log: Path, *extra: str, generator: str = "fake"):
+    def __init__(self, settings: Settings, log: Path, *extra: str, generator: str = "fake",
+                 env: dict[str, str] | None = None):
         self.settings = settings
         self.log = log
         self.fh = open(log, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker", "--generator", generator, *extra],
-            env=child_env(settings), cwd=str(REPO_ROOT), stdout=self.fh, stderr=subprocess.STDOUT,
+            env={**child_env(settings), **(env or {})}, cwd=str(REPO_ROOT), stdout=self.fh, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
