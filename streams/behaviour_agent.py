@@ -66,7 +66,7 @@ from .fatal import crash_worker
 from .profile import WEIGHTS, AudienceModel, Profile, category_key, decode_embedding
 from .services import Services
 from .tables import raw_table, table_get, table_set_many
-from .validation import dead_letter
+from .validation import dead_letter, message_coords
 
 log = logging.getLogger(__name__)
 
@@ -432,9 +432,8 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
                 apply_event(msg, ev)
 
     async def dead_letter_message(msg: Any, exc: InvalidEvent) -> None:
-        key = msg.key if isinstance(msg.key, (bytes, type(None))) else str(msg.key).encode()
-        dl = dead_letter(topic=msg.topic, partition=msg.partition, offset=msg.offset, key=key, value=msg.value,
-                         reason=str(exc))
+        topic, part, off, key = message_coords(msg)
+        dl = dead_letter(topic=topic, partition=part, offset=off, key=key, value=msg.value, reason=str(exc))
         await app.dlq_topic.send(key=key, value=orjson.dumps(dl.model_dump(mode="json")))  # type: ignore[attr-defined]
 
     async def idle_flusher() -> None:

@@ -69,7 +69,11 @@ async def send_dead_letter(dlq_topic: Any, dl: DeadLetter, key: bytes | None) ->
     await dlq_topic.send(key=key, value=encode(dl))
 
 
-def event_coords(event: Any) -> tuple[str, int, int, bytes | None]:
-    msg = event.message
+def message_coords(msg: Any) -> tuple[str, int, int, bytes | None]:
+    """(topic, partition, offset, key bytes) of a Faust message, for its dead letter."""
     key = msg.key if isinstance(msg.key, (bytes, type(None))) else str(msg.key).encode()
     return msg.topic, msg.partition, msg.offset, key
+
+
+def event_coords(event: Any) -> tuple[str, int, int, bytes | None]:
+    return message_coords(event.message)
