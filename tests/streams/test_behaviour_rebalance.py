@@ -18,53 +18,22 @@ an expected failure). With the default batching this test fails on that broker f
 from __future__ import annotations
 
 import asyncio
-import re
-import urllib.request
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from serving.triton_env import free_ports
+from streams.bench import scrape
 from streams.cli import create_topics_async
-from streams.profile import Profile
 
-from ..support import WorkerProc, isolated, wait_for
+from .conftest import WorkerProc, changelog_profiles, isolated, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 T0 = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
-
-
-def scrape(port: int, name: str) -> float:
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-    except OSError:
-        return -1.0
-    return sum(float(m.group(1)) for m in re.finditer(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? (\S+)$", text, re.M))
-
-
-async def changelog_profiles(settings) -> dict[str, Profile]:
-    """The latest `user-profiles` value of every user in the table changelog."""
-    topic = f"{settings.worker.app_id}-user-profiles-changelog"
-    consumer = AIOKafkaConsumer(topic, **settings.kafka.aiokafka_kwargs(), auto_offset_reset="earliest",
-                                group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    latest: dict[str, bytes] = {}
-    try:
-        empty = 0
-        while empty < 3:  # read to the end
-            batch = await consumer.getmany(timeout_ms=300)
-            empty = 0 if batch else empty + 1
-            for msgs in batch.values():
-                for m in msgs:
-                    if m.value:
-                        latest[m.key.decode()] = m.value
-    finally:
-        await consumer.stop()
-    return {uid: Profile.loads(raw) for uid, raw in latest.items()}
 
 
 async def test_worker_joining_and_leaving_loses_and_doubles_nothing(infra, tmp_path):

@@ -23,7 +23,7 @@ from streams.reader import get_descriptions
 from streams.profile import Profile
 from streams.redis_store import RedisStore, desc_key
 
-from .conftest import WorkerProc, isolated, wait_for
+from .conftest import WorkerProc, changelog_profiles, isolated, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -270,25 +270,7 @@ async def test_delete_is_versioned(pipe):
 
 async def changelog_profile(pipe, uid: str) -> Profile | None:
     """The latest value of `uid` in the `user-profiles` table changelog (what a restarted worker restores)."""
-    topic = f"{pipe.settings.worker.app_id}-user-profiles-changelog"
-    consumer = AIOKafkaConsumer(topic, **pipe.settings.kafka.aiokafka_kwargs(), auto_offset_reset="earliest",
-                                group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    latest = None
-    try:
-        empty = 0
-        for _ in range(100):
-            batch = await consumer.getmany(timeout_ms=300)
-            empty = 0 if batch else empty + 1
-            for msgs in batch.values():
-                for m in msgs:
-                    if m.key == uid.encode() and m.value:
-                        latest = m.value
-            if empty >= 3:  # read to the end
-                break
-    finally:
-        await consumer.stop()
-    return Profile.loads(latest) if latest else None
+    return (await changelog_profiles(pipe.settings)).get(uid)
 
 
 async def test_profiles_survive_worker_kill(pipe):
