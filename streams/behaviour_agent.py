@@ -66,7 +66,7 @@ from .fatal import crash_worker
 from .profile import WEIGHTS, AudienceModel, Profile, category_key, decode_embedding
 from .services import Services
 from .tables import raw_table, table_get, table_set_many
-from .validation import dead_letter, message_coords
+from .validation import dead_letter, message_coords, send_dead_letter
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,6 @@ class BehaviourState:
         self.last_flush = self.last_score = self.last_event = time.monotonic()
         self.counts = [0, 0, 0, 0]  # events, ok, unknown product, replayed: published in bulk
         self.lock = asyncio.Lock()  # the agent loop and the idle-flush timer never interleave
-        self.stream: Any = None
         self.flusher: asyncio.Future | None = None
 
     async def fetch_features(self, pids: list[str], mono: float) -> None:
@@ -434,7 +433,7 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
     async def dead_letter_message(msg: Any, exc: InvalidEvent) -> None:
         topic, part, off, key = message_coords(msg)
         dl = dead_letter(topic=topic, partition=part, offset=off, key=key, value=msg.value, reason=str(exc))
-        await app.dlq_topic.send(key=key, value=orjson.dumps(dl.model_dump(mode="json")))  # type: ignore[attr-defined]
+        await send_dead_letter(app.dlq_topic, dl, key)  # type: ignore[attr-defined]
 
     async def idle_flusher() -> None:
         """Flush what waits when the topic goes quiet (the agent flushes only when events arrive).
@@ -461,7 +460,6 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
                 log.warning("behaviour: feature warm-up failed (%s); fetching per product", exc)
         freeze_startup_heap()
         manual = stream.noack()
-        state.stream = manual
         if state.flusher is None:
             state.flusher = asyncio.ensure_future(idle_flusher())
         pending = state.pending

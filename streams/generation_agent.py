@@ -69,7 +69,7 @@ from descstream.schemas import DescriptionRecord, GateVerdict, ProductUpsert, en
 from . import metrics
 from .fatal import crash_worker
 from .services import CircuitOpenError, Services, is_result, make_request
-from .validation import dead_letter, event_coords
+from .validation import dead_letter, event_coords, send_dead_letter
 
 log = logging.getLogger(__name__)
 
@@ -383,7 +383,7 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
                     except Exception as exc:
                         topic, part, off, key = event_coords(event)
                         dl = dead_letter(topic=topic, partition=part, offset=off, key=key, value=event.value, reason=f"bad generation request: {exc}")
-                        await app.dlq_topic.send(key=key, value=encode(dl))  # type: ignore[attr-defined]
+                        await send_dead_letter(app.dlq_topic, dl, key)  # type: ignore[attr-defined]
                 written = await worker.handle(requests)
                 futs = [
                     await app.desc_topic.send(key=rec.product_id.encode(), value=encode(rec))  # type: ignore[attr-defined]

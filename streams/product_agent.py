@@ -33,7 +33,7 @@ from .profile import encode_embedding
 from .redis_store import to_ms
 from .services import Services
 from .tables import raw_table, table_get, table_set
-from .validation import dead_letter, event_coords
+from .validation import dead_letter, event_coords, send_dead_letter
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def register(app: faust.App, settings: Settings, services: Services) -> None:
                     except InvalidEvent as exc:
                         topic, part, off, key = event_coords(event)
                         dl = dead_letter(topic=topic, partition=part, offset=off, key=key, value=event.value, reason=str(exc))
-                        await app.dlq_topic.send(key=key, value=orjson.dumps(dl.model_dump(mode="json")))  # type: ignore[attr-defined]
+                        await send_dead_letter(app.dlq_topic, dl, key)  # type: ignore[attr-defined]
                         continue
                     prev = latest.get(ev.product_id)
                     if prev is not None and prev[1].version >= ev.version:
