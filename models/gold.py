@@ -1,0 +1,159 @@
+"""The gold set: (product, audience, text) triples labelled by careful reading, the yardstick of every
+faithfulness claim descstream makes.
+
+Files in `models/data/gold/`:
+- `products.jsonl`: the products (wire JSON), at least half from real catalogues (`models.real_catalogues`)
+  and from categories the synthetic training catalogue lacks; none was used in training;
+- `texts.jsonl`: one text per line, `{"id", "product_id", "audience", "system", "text"}`; systems are the
+  untuned base model, the fine-tuned versions and the template fallback, so every kind of error occurs;
+- `labels.jsonl`: one label per text, `{"id", "errors": [{"type", "span", "why"}], "fluency": 1-5,
+  "publishable": bool}`, written by people reading the text against the facts (the guide is
+  `docs/labelling-guide.md`), never by the verifier;
+- `split.json`: product ids of the `dev` and `test` parts. The verifier's rules and thresholds are tuned on
+  `dev` only; `test` is read once, to report agreement.
+
+`python -m models.gold products` rebuilds `products.jsonl` (deterministic); `python -m models.gold texts
+--system v5` appends one system's texts. Labels are never generated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+from descstream.schemas import DEFAULT_AUDIENCE, ProductUpsert
+
+GOLD_DIR = Path(__file__).resolve().parent / "data" / "gold"
+ERROR_TYPES = ("misbound", "invented", "wrong_type", "wrong_name", "nonsense", "injection")
+
+# How many products each real catalogue contributes (the rest of the set is synthetic and hand-written).
+_REAL_QUOTA = {"myntra_styles": 24, "adidas": 14, "amazon": 14, "myntra_catalog": 8}
+_SYNTHETIC_SEED = 7777  # never a training seed: training uses the catalogue seeds of the model card
+_N_SYNTHETIC = 28
+
+
+def _spread(products: list[ProductUpsert], n: int, rng: random.Random) -> list[ProductUpsert]:
+    """`n` products spread over categories: one per category in turn, so rare categories are met."""
+    by_cat: dict[str, list[ProductUpsert]] = {}
+    for p in products:
+        by_cat.setdefault(p.category or p.title.split()[-1], []).append(p)
+    cats = sorted(by_cat)
+    rng.shuffle(cats)
+    for c in cats:
+        rng.shuffle(by_cat[c])
+    out: list[ProductUpsert] = []
+    while len(out) < n and any(by_cat.values()):
+        for c in cats:
+            if by_cat[c] and len(out) < n:
+                out.append(by_cat[c].pop())
+    return out
+
+
+def build_products(data_dir: str | Path | None = None) -> list[ProductUpsert]:
+    """The gold products: real catalogue samples, hand-written unseen categories, held-out synthetic."""
+    from models.catalogue import generate_catalogue
+    from models.real_catalogues import read_catalogue
+
+    rng = random.Random("gold:products")
+    out: list[ProductUpsert] = []
+    for source, n in _REAL_QUOTA.items():
+        pool = [p for p in read_catalogue(source, data_dir) if p.attributes or p.description]
+        out += _spread(pool, n, rng)
+    with open(GOLD_DIR / "handwritten_products.jsonl", encoding="utf-8") as fh:
+        out += [ProductUpsert.model_validate_json(line) for line in fh if line.strip()]
+    out += generate_catalogue(_N_SYNTHETIC, _SYNTHETIC_SEED, adversarial_rate=0.15)
+    return out
+
+
+def load_products(path: Path = GOLD_DIR / "products.jsonl") -> dict[str, ProductUpsert]:
+    with open(path, encoding="utf-8") as fh:
+        return {p.product_id: p for p in (ProductUpsert.model_validate_json(x) for x in fh if x.strip())}
+
+
+def load_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(x) for x in fh if x.strip()]
+
+
+def audiences_for(product: ProductUpsert, n: int) -> list[str]:
+    """`default` plus up to n-1 audiences relevant to the product's category (deterministic)."""
+    from models.audiences import audiences_for_category
+
+    others = sorted(a if isinstance(a, str) else a.name for a in audiences_for_category(product.category))
+    others = [a for a in others if a != DEFAULT_AUDIENCE]
+    random.Random(f"gold:aud:{product.product_id}").shuffle(others)
+    return [DEFAULT_AUDIENCE] + others[: max(0, n - 1)]
+
+
+def _texts_for(system: str, pairs: list[tuple[ProductUpsert, str]]) -> list[str]:
+    if system == "fallback":
+        from models.gate import fallback_text
+
+        return [fallback_text(p, a) for p, a in pairs]
+    from models.generate_batch import LocalBackend, latest_version_dir
+
+    repo = latest_version_dir()
+    if system == "base":
+        backend = LocalBackend(None)
+    else:  # "v<N>": an exported version of desc_generator
+        assert repo is not None
+        backend = LocalBackend(repo.parent / system.lstrip("v"))
+    out: list[str] = []
+    for start in range(0, len(pairs), 16):
+        out += backend.generate(pairs[start:start + 16])
+        print(f"{system}: {len(out)}/{len(pairs)} texts", file=sys.stderr, flush=True)
+    return out
+
+
+def add_texts(system: str, audiences_per_product: int, products: Iterable[ProductUpsert]) -> int:
+    """Append `system`'s texts for each product's first `audiences_per_product` audiences to texts.jsonl."""
+    path = GOLD_DIR / "texts.jsonl"
+    done = {(t["product_id"], t["audience"], t["system"]) for t in load_jsonl(path)}
+    pairs = [(p, a) for p in products for a in audiences_for(p, audiences_per_product)
+             if (p.product_id, a, system) not in done]
+    texts = _texts_for(system, pairs)
+    with open(path, "a", encoding="utf-8") as fh:
+        for (p, a), text in zip(pairs, texts):
+            tid = f"{system}:{p.product_id}:{a}"
+            fh.write(json.dumps({"id": tid, "product_id": p.product_id, "audience": a, "system": system,
+                                 "text": text}, ensure_ascii=False) + "\n")
+    return len(pairs)
+
+
+def split_ids(product_ids: Iterable[str], test_share: float = 0.6) -> dict[str, list[str]]:
+    """Dev/test split by product (never by text: two texts of one product share their facts)."""
+    ids = sorted(product_ids)
+    random.Random("gold:split").shuffle(ids)
+    n_test = round(len(ids) * test_share)
+    return {"dev": sorted(ids[n_test:]), "test": sorted(ids[:n_test])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m models.gold", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("products", help="rebuild products.jsonl and split.json")
+    t = sub.add_parser("texts", help="append one system's texts to texts.jsonl")
+    t.add_argument("--system", required=True, help="base | fallback | v<N> (an exported desc_generator version)")
+    t.add_argument("--audiences", type=int, default=1, help="audiences per product")
+    args = ap.parse_args(argv)
+    if args.cmd == "products":
+        products = build_products()
+        with open(GOLD_DIR / "products.jsonl", "w", encoding="utf-8") as fh:
+            for p in products:
+                fh.write(p.model_dump_json() + "\n")
+        (GOLD_DIR / "split.json").write_text(json.dumps(split_ids(p.product_id for p in products), indent=1) + "\n")
+        print(f"{len(products)} products", file=sys.stderr)
+    else:
+        n = add_texts(args.system, args.audiences, load_products().values())
+        print(f"{n} texts added for {args.system}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
