@@ -5,7 +5,7 @@ Files in `models/data/gold/`:
 - `products.jsonl`: the products (wire JSON), at least half from real catalogues (`models.real_catalogues`)
   and from categories the synthetic training catalogue lacks; none was used in training;
 - `texts.jsonl`: one text per line, `{"id", "product_id", "audience", "system", "text"}`; systems are the
-  untuned base model, the fine-tuned versions and the template fallback, so every kind of error occurs;
+  untuned base model, the fine-tuned versions, the template fallback and the training-reference writer, so every kind of error occurs;
 - `labels.jsonl`: one label per text, `{"id", "errors": [{"type", "span", "why"}], "fluency": 1-5,
   "publishable": bool}`, written by people reading the text against the facts (the guide is
   `docs/labelling-guide.md`), never by the verifier;
@@ -66,6 +66,7 @@ def build_products(data_dir: str | Path | None = None) -> list[ProductUpsert]:
     with open(GOLD_DIR / "handwritten_products.jsonl", encoding="utf-8") as fh:
         out += [ProductUpsert.model_validate_json(line) for line in fh if line.strip()]
     out += generate_catalogue(_N_SYNTHETIC, _SYNTHETIC_SEED, adversarial_rate=0.15)
+    rng.shuffle(out)  # sources interleaved, so any prefix of the file is a mix
     return out
 
 
@@ -91,38 +92,44 @@ def audiences_for(product: ProductUpsert, n: int) -> list[str]:
     return [DEFAULT_AUDIENCE] + others[: max(0, n - 1)]
 
 
-def _texts_for(system: str, pairs: list[tuple[ProductUpsert, str]]) -> list[str]:
+def _backend(system: str) -> Any:
+    from models.generate_batch import LocalBackend, latest_version_dir
+
+    if system == "base":
+        return LocalBackend(None, batch_size=16)
+    repo = latest_version_dir()
+    if repo is None:
+        raise FileNotFoundError("no exported desc_generator version in serving/model_repository")
+    return LocalBackend(repo.parent / system.lstrip("v"), batch_size=16)  # "v<N>": an exported version
+
+
+def add_texts(system: str, audiences_per_product: int, products: Iterable[ProductUpsert],
+              limit: int | None = None) -> int:
+    """Append `system`'s texts for each product's first `audiences_per_product` audiences to texts.jsonl
+    (the first `limit` products; pairs already there are skipped, so an interrupted run resumes)."""
+    path = GOLD_DIR / "texts.jsonl"
+    done = {(t["product_id"], t["audience"], t["system"]) for t in load_jsonl(path)}
+    chosen = list(products)[:limit]
+    pairs = [(p, a) for p in chosen for a in audiences_for(p, audiences_per_product)
+             if (p.product_id, a, system) not in done]
     if system == "fallback":
         from models.gate import fallback_text
 
-        return [fallback_text(p, a) for p, a in pairs]
-    from models.generate_batch import LocalBackend, latest_version_dir
+        generate = lambda part: [fallback_text(p, a) for p, a in part]  # noqa: E731
+    elif system == "reference":
+        from models.reference import write_reference
 
-    repo = latest_version_dir()
-    if system == "base":
-        backend = LocalBackend(None)
-    else:  # "v<N>": an exported version of desc_generator
-        assert repo is not None
-        backend = LocalBackend(repo.parent / system.lstrip("v"))
-    out: list[str] = []
+        generate = lambda part: [write_reference(p, a, random.Random(f"gold:ref:{p.product_id}:{a}"))  # noqa: E731
+                                 for p, a in part]
+    else:
+        generate = _backend(system).generate
     for start in range(0, len(pairs), 16):
-        out += backend.generate(pairs[start:start + 16])
-        print(f"{system}: {len(out)}/{len(pairs)} texts", file=sys.stderr, flush=True)
-    return out
-
-
-def add_texts(system: str, audiences_per_product: int, products: Iterable[ProductUpsert]) -> int:
-    """Append `system`'s texts for each product's first `audiences_per_product` audiences to texts.jsonl."""
-    path = GOLD_DIR / "texts.jsonl"
-    done = {(t["product_id"], t["audience"], t["system"]) for t in load_jsonl(path)}
-    pairs = [(p, a) for p in products for a in audiences_for(p, audiences_per_product)
-             if (p.product_id, a, system) not in done]
-    texts = _texts_for(system, pairs)
-    with open(path, "a", encoding="utf-8") as fh:
-        for (p, a), text in zip(pairs, texts):
-            tid = f"{system}:{p.product_id}:{a}"
-            fh.write(json.dumps({"id": tid, "product_id": p.product_id, "audience": a, "system": system,
-                                 "text": text}, ensure_ascii=False) + "\n")
+        part = pairs[start:start + 16]
+        with open(path, "a", encoding="utf-8") as fh:
+            for (p, a), text in zip(part, generate(part)):
+                fh.write(json.dumps({"id": f"{system}:{p.product_id}:{a}", "product_id": p.product_id,
+                                     "audience": a, "system": system, "text": text}, ensure_ascii=False) + "\n")
+        print(f"{system}: {start + len(part)}/{len(pairs)} texts", file=sys.stderr, flush=True)
     return len(pairs)
 
 
@@ -139,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("products", help="rebuild products.jsonl and split.json")
     t = sub.add_parser("texts", help="append one system's texts to texts.jsonl")
-    t.add_argument("--system", required=True, help="base | fallback | v<N> (an exported desc_generator version)")
+    t.add_argument("--system", required=True, help="base | fallback | reference | v<N> (an exported desc_generator version)")
     t.add_argument("--audiences", type=int, default=1, help="audiences per product")
+    t.add_argument("--limit", type=int, default=None, help="only the first N products")
     args = ap.parse_args(argv)
     if args.cmd == "products":
         products = build_products()
@@ -150,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         (GOLD_DIR / "split.json").write_text(json.dumps(split_ids(p.product_id for p in products), indent=1) + "\n")
         print(f"{len(products)} products", file=sys.stderr)
     else:
-        n = add_texts(args.system, args.audiences, load_products().values())
+        n = add_texts(args.system, args.audiences, load_products().values(), args.limit)
         print(f"{n} texts added for {args.system}", file=sys.stderr)
     return 0
 
