@@ -192,15 +192,47 @@ def generate_cmd(
     )
 
 
+def verify_cmd(
+    products: Path = typer.Option(..., "--products", help="Products JSONL (one `products`-topic JSON per line)."),
+    texts: Path = typer.Option(..., "--texts", help="Texts JSONL: product_id, audience (default `default`), text."),
+    output: Path = typer.Option(..., "--output", help="Verdicts JSONL: product_id, audience, ok, errors[type, span, why]."),
+    learned: str = typer.Option("auto", "--learned", help="Sentence-level verifier: auto | local | triton | off."),
+) -> None:
+    """Check any texts against their products' facts, as the publishing gate does; one verdict per text."""
+    from models.verifier.files import verify_files
+
+    if learned not in ("auto", "local", "triton", "off"):
+        raise typer.BadParameter("--learned must be auto, local, triton or off")
+    con = _console()
+    for path in (products, texts):
+        if not path.is_file():
+            con.print(f"[red]error:[/red] {path} not found")
+            raise typer.Exit(2)
+    try:
+        rep = verify_files(products, texts, output, learned=learned,
+                           progress=lambda n: con.print(f"verified {n} texts", highlight=False))
+    except (FileNotFoundError, ConnectionError) as exc:
+        con.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1)
+    for file, line, reason in rep.errors:
+        con.print(f"{file}:{line}: {reason}", highlight=False)
+    con.print(f"{rep.texts} texts: {rep.ok} ok, {rep.flagged} flagged; {len(rep.errors)} bad line(s); "
+              f"learned verifier {rep.learned}; {rep.seconds:.1f}s -> {output}", highlight=False)
+    if rep.errors:
+        raise typer.Exit(3)
+
+
 app.add_typer(train_app, name="train")
+app.command("verify")(verify_cmd)
 app.command("eval")(eval_cmd)
 app.command("export")(export_cmd)
 app.command("generate")(generate_cmd)
 
 
 def register(parent: typer.Typer) -> None:
-    """Mount `train` (generator, tagger), `eval`, `export` and `generate` on another Typer app."""
+    """Mount `train` (generator, tagger), `verify`, `eval`, `export` and `generate` on another Typer app."""
     parent.add_typer(train_app, name="train")
+    parent.command("verify")(verify_cmd)
     parent.command("eval")(eval_cmd)
     parent.command("export")(export_cmd)
     parent.command("generate")(generate_cmd)

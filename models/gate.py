@@ -280,6 +280,18 @@ def _is_loop(norm: str, text: str) -> bool:
     return len(sentences) != len(set(sentences))
 
 
+def judge(product: ProductUpsert, audience: str, text: str) -> GateVerdict:
+    """The publishing decision: the verifier's span rules (`models.verifier`), which include `check`.
+
+    A text passes only when the verifier finds no error; each error becomes a reason `type:span`.
+    """
+    from models.verifier import verify
+
+    get_audience(audience)
+    verdict = verify(product, audience, text)
+    return GateVerdict(passed=verdict.ok, reasons=tuple(f"{e.type}:{e.span}" for e in verdict.errors))
+
+
 # ---------------------------------------------------------------- fallback
 
 
@@ -324,10 +336,10 @@ def _fallback_candidates(product: ProductUpsert, audience: str) -> list[str]:
 def fallback_text(product: ProductUpsert, audience: str) -> str:
     """A plain, faithful description built from facts only, used when generated text fails `check`.
 
-    Deterministic. Tries progressively plainer versions and returns the first that passes `check`
+    Deterministic. Tries progressively plainer versions and returns the first that passes `judge`
     (seller-controlled facts can themselves contain forbidden phrases); the last resort is generic.
     """
     for cand in _fallback_candidates(product, audience):
-        if check(product, audience, cand).passed:
+        if judge(product, audience, cand).passed:
             return cand
     return _FALLBACK_GENERIC

@@ -240,7 +240,7 @@ def run_batch(
 
 def _record(product: Any, audience: str, text: str | None, version: str, gate: Any) -> dict[str, Any]:
     if text:
-        verdict = gate.check(product, audience, text)
+        verdict = gate.judge(product, audience, text)
     else:
         from descstream.schemas import GateVerdict
 

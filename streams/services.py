@@ -129,13 +129,13 @@ class Gate:
     (KeyError for an unknown audience).
     """
 
-    check: Callable[[ProductUpsert, str, str], GateVerdict] = gate_mod.check
+    check: Callable[[ProductUpsert, str, str], GateVerdict] = gate_mod.judge
     fallback_text: Callable[[ProductUpsert, str], str] = gate_mod.fallback_text
     audience: Callable[[str], Audience] = get_audience
 
     @classmethod
     def load(cls) -> "Gate":
-        return cls(gate_mod.check, gate_mod.fallback_text, get_audience)
+        return cls(gate_mod.judge, gate_mod.fallback_text, get_audience)
 
 
 def build_triton_client(settings: Settings) -> TritonClient:

@@ -399,7 +399,8 @@ def name_errors(text: str, facts: Facts) -> list[SpanError]:
             seen.add(word)
             out.append(SpanError("wrong_name", find_span(text, m.group(0)), f"{m.group(0)} is another brand"))
             continue
-        close = difflib.get_close_matches(word, names, n=1, cutoff=0.8) if len(word) >= 5 else []
+        close = [n for n in difflib.get_close_matches(word, names, n=3, cutoff=0.65) if n[:2] == word[:2]][:1] \
+            if len(word) >= 5 else []
         if close:
             seen.add(word)
             out.append(SpanError("wrong_name", find_span(text, m.group(0)),
@@ -551,7 +552,7 @@ def form_errors(text: str) -> list[SpanError]:
 
 
 def all_errors(product: ProductUpsert, audience: str, text: str) -> list[SpanError]:
-    """Every rule's errors, deduplicated by (type, span)."""
+    """Every rule's errors, one per span."""
     facts = prepare(product)
     found: Iterable[SpanError] = (
         value_errors(text, facts) + type_errors(text, facts) + name_errors(text, facts)
@@ -559,9 +560,9 @@ def all_errors(product: ProductUpsert, audience: str, text: str) -> list[SpanErr
         + unsupported_errors(text, facts)
         + form_errors(text))
     out: list[SpanError] = []
-    seen: set[tuple[str, str]] = set()
-    for e in found:
-        key = (e.type, e.span.lower())
+    seen: set[str] = set()
+    for e in found:  # one error per span: the first rule's (the precise rules run before the vocabulary one)
+        key = e.span.lower()
         if key not in seen:
             seen.add(key)
             out.append(e)
