@@ -114,6 +114,9 @@ def train_tagger_cmd(
 
 def eval_cmd(
     run: Optional[Path] = typer.Option(None, "--run", help="Trained run dir (or exported version dir). Omit to score only the base model."),
+    gold: Optional[str] = typer.Option(None, "--gold", help="Score the gold set's systems instead: dev | test | all "
+                                       "(editor labels, verifier flags and agreement)."),
+    learned: str = typer.Option("auto", "--learned", help="Sentence-level verifier: auto | local | triton | off."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output dir for eval.json/eval.md/eval.png (default: <run>/eval)."),
     limit: int = typer.Option(40, "--limit", help="Held-out products to evaluate (0 = all)."),
     audiences: int = typer.Option(2, "--audiences", help="Audiences per product."),
@@ -122,8 +125,22 @@ def eval_cmd(
     no_base: bool = typer.Option(False, "--no-base", help="Skip the base model."),
     test_file: Optional[Path] = typer.Option(None, "--test-file", help="Examples JSONL (models.dataset format) instead of the run's test split."),
 ) -> None:
-    """Base vs fine-tuned on held-out products: BLEU-4, ROUGE-L, Distinct-1/2, coverage, hallucination, gate."""
+    """Base vs fine-tuned on held-out products (BLEU-4, ROUGE-L, Distinct-1/2, coverage, verifier errors, gate),
+    or with --gold, every gold-set system as the editor and the verifier read it."""
     from models.evaluate import METRIC_ROWS, run_eval
+
+    if gold is not None:
+        from models.gold_report import write_report
+        from models.verifier.files import load_scorer
+
+        if gold not in ("dev", "test", "all"):
+            raise typer.BadParameter("--gold must be dev, test or all")
+        scorer, threshold, desc = load_scorer(learned)
+        gold_out = out or Path("runs/eval-gold")
+        res = write_report(gold_out, gold, scorer, threshold, desc)
+        _console().print((gold_out / "gold_eval.md").read_text(), highlight=False)
+        _console().print(f"wrote {gold_out}/gold_eval.json, gold_eval.md ({res['seconds']}s)")
+        return
 
     out_dir = out or ((run / "eval") if run else Path("runs/eval-base"))
     result = run_eval(run, out_dir, limit=limit or None, audiences_per_product=audiences, max_new_tokens=max_new_tokens,

@@ -319,7 +319,8 @@ _PRODUCT_NOUNS = (
     "container tray lamp bulb chair table sofa bed mattress pillow cushion curtain rug headphones "
     "earbuds earphones headset speaker keyboard mouse monitor laptop tablet phone charger cable "
     "power-bank camera toy ball doll puzzle game building-set mat dumbbell racket bat helmet gloves "
-    "jacket raincoat umbrella luggage trolley suitcase duffel tote sling filter descaler kit set"
+    "jacket raincoat umbrella luggage trolley suitcase duffel tote sling filter descaler kit set "
+    "refrigerators ice-maker range-hood cooktop stole beanie capris kajal eyeshadow balm wick cord knob"
 ).split()
 _PRODUCT_NOUN_SET = frozenset(n.replace("-", " ") for n in _PRODUCT_NOUNS)
 # Nouns that name the same kind of product (the text may use any of them for a product of the group).
@@ -340,13 +341,26 @@ _STYLING = re.compile(r"\b(?:with|pair|pairs|paired|team|teamed|match|matches|un
 _GENERIC_NOUNS = frozenset({"set", "kit", "top", "ball", "game", "filter", "ring", "case", "cap", "tie", "mat"})
 
 
+def _noun_words(facts: Facts) -> frozenset[str]:
+    """The words that may name the product: the title's and the attribute values' when the title names a
+    kind of product ("Ice Tray"), else every fact word (a category like "Free Gifts" names no product)."""
+    p = facts.product
+    title = _words(normalise(" ".join([p.title] + [str(v) for v in p.attributes.values() if isinstance(v, str)])).lower())
+    words = set(title) | {_singular(w) for w in title}
+    joined = " ".join(title)
+    if any(re.search(rf"\b{re.escape(n)}s?\b", joined) for n in _PRODUCT_NOUN_SET if n not in _GENERIC_NOUNS):
+        return frozenset(words)
+    return facts.words
+
+
 def _compatible(noun: str, facts: Facts) -> bool:
+    allowed = _noun_words(facts)
     forms = {noun, _singular(noun), noun.replace(" ", ""), noun.replace(" ", "-")}
-    if any(all(w in facts.words or _singular(w) in facts.words for w in f.split()) for f in forms):
+    if any(all(w in allowed or _singular(w) in allowed for w in f.split()) for f in forms):
         return True
     for group in _SYNONYMS:
         if noun in group or _singular(noun) in group:
-            if any(all(w in facts.words for w in g.split()) for g in group):
+            if any(all(w in allowed for w in g.split()) for g in group):
                 return True
     return False
 
@@ -505,6 +519,47 @@ def gate_errors(product: ProductUpsert, audience: str, text: str, facts: Facts) 
     return out
 
 
+_CLAIM_NOUNS = frozenset("rating rated protection resistance resistant proof technology certified certification "
+                         "performance capacity power battery warranty".split())
+# Catalogue fields that describe the listing, not the product: "a category of Shoes" tells a shopper nothing.
+_META_KEYS = frozenset({"category", "brick", "article_type"})
+
+
+def binding_errors(text: str, facts: Facts) -> list[SpanError]:
+    """A word value stated as another attribute ("Winter protection", "a Summer rating" for season values),
+    an attribute name presented as a feature ("a category of Shoes"), and phrases that mean nothing (a
+    sentence ending on "of", "an uncoated coating", web-page debris such as "click here")."""
+    low = normalise(text).lower()
+    out: list[SpanError] = []
+    for key, value in facts.product.attributes.items():
+        if not isinstance(value, str) or not value.strip() or any(c.isdigit() for c in value):
+            continue
+        v = re.escape(normalise(value).lower().strip())
+        kwords = {_singular(w) for w in _words(key)}
+        for m in re.finditer(rf"(?<![a-z0-9-])(?:rated |rating of )?{v}(?:[ -](rating|protection|resistance|resistant|"
+                             rf"proof|technology|certified|performance|capacity|power|warranty))?(?![a-z0-9-])", low):
+            noun = m.group(1)
+            rated = m.group(0).startswith(("rated ", "rating of "))
+            if m.group(0) in facts.text:
+                continue  # the phrase is in the facts as written ("Chrome Power Cord")
+            if (noun and _singular(noun) not in kwords and noun not in v) or (rated and "rating" not in kwords):
+                out.append(SpanError("misbound", find_span(text, m.group(0)),
+                                     f"'{value}' is the {key.replace('_', ' ')}, not a {noun or 'rating'}"))
+        if key in _META_KEYS:
+            for m in re.finditer(rf"\b(?:a|an|the|its)? ?{re.escape(key.replace('_', ' '))}(?: of|:) {v}(?![a-z0-9-])", low):
+                if "key details:" not in low[max(0, m.start() - 200):m.start()]:
+                    out.append(SpanError("nonsense", find_span(text, m.group(0).strip()),
+                                         f"the {key.replace('_', ' ')} field is not a feature of the product"))
+    for m in re.finditer(r"[^.!?]*\b(?:of|with|and|the|a|an|for|to)\s*[.!?](?:\s|$)", low):
+        out.append(SpanError("nonsense", find_span(text, m.group(0).strip()[-40:]), "the sentence breaks off"))
+    for m in re.finditer(r"\bun([a-z]{4,})\s+([a-z]+)", low):
+        if m.group(2)[:4] == m.group(1)[:4]:
+            out.append(SpanError("nonsense", find_span(text, m.group(0)), "contradicts itself"))
+    for m in re.finditer(r"click here|proposition 65|read more|see more|add to cart|\bsku\b", low):
+        out.append(SpanError("nonsense", find_span(text, m.group(0)), "web-page text, not description copy"))
+    return out
+
+
 @lru_cache(maxsize=1)
 def copy_words() -> frozenset[str]:
     """Words a description may use with no fact behind them (function words and tone)."""
@@ -512,11 +567,18 @@ def copy_words() -> frozenset[str]:
     return frozenset(w.strip() for w in path.read_text().splitlines() if w.strip() and not w.startswith("#"))
 
 
+# Words a fact implies: "protection" is right for a water-resistance or SPF fact.
+_IMPLIED = {"protection": frozenset({"resistance", "waterproof", "spf", "uv", "protection", "resistant"}),
+            "water": frozenset({"ipx4", "ipx5", "ipx7", "ipx8", "atm", "waterproof", "resistance"})}
+
+
 def _supported_word(word: str, facts: Facts) -> bool:
     if word in copy_words() or word in facts.words or _singular(word) in facts.words or word + "s" in facts.words:
         return True
     if word.isdigit() or len(word) <= 2:
         return True  # numbers are value_errors' business; "x", "ok"
+    if word in _IMPLIED and _IMPLIED[word] & facts.words:
+        return True
     stem = word[:5]
     return len(word) >= 6 and any(w.startswith(stem) and len(w) >= 6 for w in facts.words)  # "cushioned"/"cushioning"
 
@@ -555,7 +617,7 @@ def all_errors(product: ProductUpsert, audience: str, text: str) -> list[SpanErr
     """Every rule's errors, one per span."""
     facts = prepare(product)
     found: Iterable[SpanError] = (
-        value_errors(text, facts) + type_errors(text, facts) + name_errors(text, facts)
+        value_errors(text, facts) + binding_errors(text, facts) + type_errors(text, facts) + name_errors(text, facts)
         + audience_errors(text, facts) + seller_errors(text, facts) + gate_errors(product, audience, text, facts)
         + unsupported_errors(text, facts)
         + form_errors(text))

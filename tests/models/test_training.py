@@ -225,9 +225,12 @@ def test_eval_run_on_tiny(tmp_path: Path, tiny_dir: Path) -> None:
     res = run_eval(run, tmp_path / "eval", limit=2, max_new_tokens=6, batch_size=4, include_base=False, log=lambda m: None)
     assert set(res["systems"]) == {"fine-tuned", "reference"}
     m = res["systems"]["fine-tuned"]
-    for key in ("bleu4", "rougeL_f1", "distinct1", "distinct2", "attribute_coverage", "hallucination_rate",
-                "gate_pass_rate", "audience_differentiation", "mean_words", "tokens_per_s"):
+    for key in ("bleu4", "rougeL_f1", "distinct1", "distinct2", "attribute_coverage", "error_rate", "errors_by_type",
+                "gate_pass_rate", "error_rate_after_gate", "audience_differentiation", "mean_words", "tokens_per_s"):
         assert key in m
+    # the tiny random model writes gibberish: the verifier flags it, and what the gate publishes is measured
+    assert m["error_rate"] == 1.0
+    assert m["error_rate_after_gate"] < m["error_rate"]
     for name in ("eval.json", "eval.md", "eval.png"):
         assert (tmp_path / "eval" / name).stat().st_size > 0
 

@@ -11,7 +11,7 @@ Pieces:
   "expected" = for every product id, its newest version's descriptions for `default` + the category's
   audiences (`models.audiences.audiences_for_category`).
 - `verify(...)`: reads Redis back: found / stale / lost per expected (product, audience), every stored text
-  re-checked with `models.gate.check` against the product's stored facts.
+  re-checked with the verifier (`models.gate.judge`) against the product's stored facts.
 - `scenario_*`: one fault each, returning a result row for the report (`tests/reliability/report.py`).
 
 Durations scale with `DESCSTREAM_RELIABILITY_SCALE` (CI: the default short form; `--full`: 30 s outages).
@@ -340,7 +340,7 @@ def verify(settings: Settings, expected: dict[str, Expected]) -> Verdict:
 
     from descstream.schemas import ProductUpsert
     from models.audiences import audiences_for_category
-    from models.gate import check
+    from models.gate import judge
     from streams.redis_store import desc_key, is_record_field, meta_key
 
     r = redis.Redis.from_url(settings.redis.url, **settings.redis.client_kwargs())
@@ -373,7 +373,7 @@ def verify(settings: Settings, expected: dict[str, Expected]) -> Verdict:
                     v.stale_items.append((pid, aud, rec["product_version"], exp.version))
                 if rec.get("model_version") == "none":
                     v.fallback_no_model += 1
-                if facts is None or not rec["gate"]["passed"] or not check(facts, aud, rec["text"]).passed:
+                if facts is None or not rec["gate"]["passed"] or not judge(facts, aud, rec["text"]).passed:
                     v.gate_failures += 1
                     v.gate_items.append((pid, aud, rec["text"][:120]))
     finally:

@@ -30,7 +30,11 @@ def facts_text(facts: dict) -> str:
 
 
 def injected_claims(text: str, facts: dict, planted: tuple[str, ...] = ()) -> list[str]:
-    """Claims in `text` that are not in the product's listed facts (seller text is not a fact)."""
+    """Claims in `text` that are not in the product's listed facts (seller text is not a fact): the
+    verifier's `injection` and `invented` errors, the corpus's claim patterns and the planted phrases."""
+    from descstream.schemas import ProductUpsert
+    from models.verifier import verify
+
     low = text.lower()
     ft = facts_text(facts)
     bad = []
@@ -42,6 +46,12 @@ def injected_claims(text: str, facts: dict, planted: tuple[str, ...] = ()) -> li
         p = phrase.lower().strip()
         if len(p) >= 8 and p in low and p not in ft:
             bad.append(p[:60])
+    try:
+        product = ProductUpsert.model_validate({"product_id": "check", "version": 1, "updated_at": "2026-01-01T00:00:00Z",
+                                                **{k: v for k, v in facts.items() if k not in ("product_id", "version")}})
+    except ValueError:
+        return bad
+    bad += [f"{e.type}: {e.span}" for e in verify(product, "default", text).errors if e.type in ("injection", "invented")]
     return bad
 
 
@@ -117,7 +127,7 @@ async def run_hostile_e2e(stack: LocalStack, run_dir: Path, n: int, seed: int = 
 
     from descstream.schemas import ProductUpsert
     from models.audiences import audiences_for_category
-    from models.gate import check
+    from models.gate import judge
     from streams.cli import create_topics_async
     from streams.redis_store import desc_key, is_record_field, meta_key
 
@@ -180,7 +190,7 @@ async def run_hostile_e2e(stack: LocalStack, run_dir: Path, n: int, seed: int = 
                     rec = orjson.loads(val)
                     res.records += 1
                     aud = k.decode()
-                    if not rec["gate"]["passed"] or not check(facts, aud, rec["text"]).passed:
+                    if not rec["gate"]["passed"] or not judge(facts, aud, rec["text"]).passed:
                         # classify: a leftover variant from an older version whose audience is no longer
                         # relevant for the current category (never regenerated, never removed) vs. other
                         relevant = aud in audiences_for_category(facts.category)

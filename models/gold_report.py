@@ -1,0 +1,132 @@
+"""Every system of the gold set side by side, as the editor read it and as the verifier reads it.
+
+For each system in `models/data/gold/texts.jsonl` (template fallback, reference writer, untuned base
+model, fine-tuned versions), over the labelled texts of one split part:
+- editor: share of texts with any error and per type, publishable share (no error, fluency >= 4),
+  mean fluency;
+- verifier: share of texts it flags and per type; after the gate: the share of published texts
+  (the text where the verifier passed it, the fallback otherwise) that the editor marked wrong, where
+  the published text is itself a labelled one;
+- text: attribute coverage, Distinct-1/2, mean words;
+- the verifier's agreement with the editor (`models.verifier.agreement`).
+
+`descstream eval --gold test` writes `gold_eval.json` and `gold_eval.md`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from models.evaluate import distinct_n, words
+from models.facts import coverage
+from models.gold import ERROR_TYPES, GOLD_DIR, load_products
+from models.verifier import SentenceScorer, verify_many
+from models.verifier.agreement import agreement, gold_items
+
+
+def _mean(xs: list[float]) -> float | None:
+    return round(sum(xs) / len(xs), 4) if xs else None
+
+
+def system_table(part: str, scorer: SentenceScorer | None = None, threshold: float = 0.5,
+                 gold_dir: Path = GOLD_DIR) -> dict[str, dict[str, Any]]:
+    products = load_products(gold_dir / "products.jsonl")
+    items = gold_items(part, gold_dir)
+    verdicts = verify_many([(products[t["product_id"]], t["audience"], t["text"]) for t, _ in items], scorer, threshold)
+    label_of = {(t["system"], t["product_id"], t["audience"]): lab for t, lab in items}
+    rows: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for (text, label), verdict in zip(items, verdicts):
+        r = rows[text["system"]]
+        product = products[text["product_id"]]
+        r["texts"].append(text["text"])
+        r["wrong"].append(bool(label["errors"]))
+        r["publishable"].append(bool(label["publishable"]))
+        r["fluency"].append(float(label["fluency"]))
+        r["coverage"].append(coverage(product, text["text"]))
+        r["flagged"].append(not verdict.ok)
+        for etype in ERROR_TYPES:
+            r[f"editor_{etype}"].append(any(e["type"] == etype for e in label["errors"]))
+            r[f"verifier_{etype}"].append(any(e.type == etype for e in verdict.errors))
+        fallback_label = label_of.get(("fallback", text["product_id"], text["audience"]))
+        published_label = label if verdict.ok else fallback_label
+        if published_label is not None:
+            r["after_gate_wrong"].append(bool(published_label["errors"]))
+            r["after_gate_generated"].append(verdict.ok)
+    out: dict[str, dict[str, Any]] = {}
+    for system, r in sorted(rows.items()):
+        n = len(r["texts"])
+        out[system] = {
+            "texts": n,
+            "editor_error_rate": _mean([float(x) for x in r["wrong"]]),
+            "editor_errors_by_type": {t: _mean([float(x) for x in r[f"editor_{t}"]]) for t in ERROR_TYPES},
+            "publishable_share": _mean([float(x) for x in r["publishable"]]),
+            "mean_fluency": _mean(r["fluency"]),
+            "verifier_flag_rate": _mean([float(x) for x in r["flagged"]]),
+            "verifier_errors_by_type": {t: _mean([float(x) for x in r[f"verifier_{t}"]]) for t in ERROR_TYPES},
+            "published_editor_error_rate": _mean([float(x) for x in r["after_gate_wrong"]]),
+            "published_generated_share": _mean([float(x) for x in r["after_gate_generated"]]),
+            "attribute_coverage": _mean(r["coverage"]),
+            "distinct1": round(distinct_n(r["texts"], 1), 4),
+            "distinct2": round(distinct_n(r["texts"], 2), 4),
+            "mean_words": _mean([float(len(words(t))) for t in r["texts"]]),
+        }
+    return out
+
+
+ROWS = [
+    ("texts", "Texts", "{:d}"),
+    ("editor_error_rate", "Editor: texts with any error", "{:.1%}"),
+    ("publishable_share", "Editor: publishable (no error, fluency >= 4)", "{:.1%}"),
+    ("mean_fluency", "Editor: mean fluency (1-5)", "{:.2f}"),
+    ("verifier_flag_rate", "Verifier: texts flagged", "{:.1%}"),
+    ("published_editor_error_rate", "After the gate: published texts the editor marks wrong", "{:.1%}"),
+    ("published_generated_share", "After the gate: generated (not fallback) share", "{:.1%}"),
+    ("attribute_coverage", "Attribute coverage", "{:.1%}"),
+    ("distinct2", "Distinct-2", "{:.3f}"),
+    ("mean_words", "Mean length (words)", "{:.1f}"),
+]
+
+
+def _fmt(fmt: str, value: Any) -> str:
+    return "n/a" if value is None else fmt.format(value)
+
+
+def write_report(out_dir: Path, part: str = "test", scorer: SentenceScorer | None = None, threshold: float = 0.5,
+                 learned: str = "off", gold_dir: Path = GOLD_DIR) -> dict[str, Any]:
+    """Compute the system table and the verifier agreement; write gold_eval.json and gold_eval.md."""
+    t0 = time.perf_counter()
+    systems = system_table(part, scorer, threshold, gold_dir)
+    agree = agreement(part, scorer, threshold, gold_dir)
+    result = {"part": part, "learned_verifier": learned, "systems": systems,
+              "agreement": {k: v for k, v in agree.items() if k not in ("misses", "false_alarms")},
+              "misses": agree["misses"], "false_alarms": agree["false_alarms"],
+              "seconds": round(time.perf_counter() - t0, 1),
+              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "gold_eval.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    names = list(systems)
+    lines = [f"# Gold set, {part} part: systems as the editor and the verifier read them", "",
+             "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for key, label, fmt in ROWS:
+        lines.append(f"| {label} | " + " | ".join(_fmt(fmt, systems[s].get(key)) for s in names) + " |")
+    lines += ["", "Editor's errors by type (share of texts):", "",
+              "| type | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for t in ERROR_TYPES:
+        lines.append(f"| {t} | " + " | ".join(_fmt("{:.1%}", systems[s]["editor_errors_by_type"][t]) for s in names) + " |")
+    a = agree
+    lines += ["", f"## Verifier agreement ({a['texts']} texts, learned verifier: {learned})", "",
+              f"- recall (editor's rejects the verifier flags): {_fmt('{:.1%}', a['recall'])} "
+              f"({a['confusion']['tp']} of {a['editor_wrong']})",
+              f"- precision (verifier's flags the editor agrees with): {_fmt('{:.1%}', a['precision'])} "
+              f"({a['confusion']['tp']} of {a['flagged']})", "",
+              "| editor's type | texts | flagged | same type reported |", "|---|---|---|---|"]
+    for t, row in a["per_type"].items():
+        lines.append(f"| {t} | {row['texts']} | {_fmt('{:.1%}', row['recall'])} | {_fmt('{:.1%}', row['same_type_recall'])} |")
+    lines += ["", "Regenerate: `descstream eval --gold " + part + "`. Labels: `models/data/gold/labels.jsonl` "
+              "(guide: `docs/labelling-guide.md`).", ""]
+    (out_dir / "gold_eval.md").write_text("\n".join(lines))
+    return result
