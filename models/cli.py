@@ -190,6 +190,8 @@ def generate_cmd(
     batch_size: int = typer.Option(8, "--batch-size"),
     max_new_tokens: int = typer.Option(160, "--max-new-tokens", help="A cap: generation stops at <|im_end|> (matches ModelSettings.max_new_tokens)."),
     tiny: bool = typer.Option(False, "--tiny", help="Use the tiny random model (tests)."),
+    candidates: int = typer.Option(1, "--candidates", min=1, max=16, help="Texts written per description (seeds 0..k-1); "
+                                   "the verifier picks the one to publish."),
 ) -> None:
     """Generate + gate descriptions for a products file; bad lines are reported, not fatal."""
     from models.generate_batch import run_batch
@@ -199,7 +201,7 @@ def generate_cmd(
     con = _console()
     try:
         rep = run_batch(input, output, audiences=audience, via=via, model=model, batch_size=batch_size,
-                        max_new_tokens=max_new_tokens, tiny=tiny, log=con.print)
+                        max_new_tokens=max_new_tokens, tiny=tiny, log=con.print, candidates=candidates)
     except (ValueError, RuntimeError, FileNotFoundError) as exc:
         con.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2)

@@ -100,10 +100,12 @@ class LocalBackend:
             self.version = "desc_generator/base"
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
 
-    def generate(self, pairs: Sequence[tuple[Any, str]]) -> list[str]:
-        from models.generation import generate_for
+    def generate(self, pairs: Sequence[tuple[Any, str]], seed: int | None = None) -> list[str]:
+        from models.generation import DECODING, generate_for
 
-        texts, _ = generate_for(self.gen, pairs, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
+        decoding = DECODING if seed is None else DECODING.replace(seed=seed)
+        texts, _ = generate_for(self.gen, pairs, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
+                                decoding=decoding)
         return texts
 
 
@@ -132,9 +134,10 @@ class TritonBackend:
             self.close()
             raise ConnectionError(f"Triton at {self.settings.triton.grpc_url} is not ready (model {self.settings.models.generator})")
 
-    def generate(self, pairs: Sequence[tuple[Any, str]]) -> list[str | None]:
-        # temperature/seed left to ModelSettings (= models.generation.DECODING): the same decoding as local runs
-        reqs = [self.mod.GenerationRequest(product=p, audience=a, max_new_tokens=self.max_new_tokens) for p, a in pairs]
+    def generate(self, pairs: Sequence[tuple[Any, str]], seed: int | None = None) -> list[str | None]:
+        # temperature (and seed unless given) left to ModelSettings (= models.generation.DECODING): as local runs
+        reqs = [self.mod.GenerationRequest(product=p, audience=a, max_new_tokens=self.max_new_tokens, seed=seed)
+                for p, a in pairs]
         results = self._loop.run_until_complete(self.client.generate(reqs))
         texts: list[str | None] = []
         for r in results:
@@ -175,8 +178,13 @@ def run_batch(
     max_new_tokens: int = 160,
     tiny: bool = False,
     log: Any = None,
+    candidates: int = 1,
 ) -> BatchReport:
-    """Generate + gate every (product, audience) in `input_path`, writing JSON lines to `output_path`."""
+    """Generate + gate every (product, audience) in `input_path`, writing JSON lines to `output_path`.
+
+    With `candidates` = k > 1, each text is written k times (seeds 0..k-1) and the verifier picks the one to
+    publish (`models.verifier.best_candidate`); the gate still falls back when none passes."""
+    from models.verifier import best_candidate
     from models import gate
     from models.audiences import load_audiences
 
@@ -216,7 +224,13 @@ def run_batch(
         for start in range(0, len(jobs), chunk):
             part = jobs[start : start + chunk]
             try:
-                texts = backend.generate([(p, a) for _, p, a in part])
+                runs = [backend.generate([(p, a) for _, p, a in part], seed=s) for s in range(candidates)] \
+                    if candidates > 1 else [backend.generate([(p, a) for _, p, a in part])]
+                texts = []
+                for j, (_, p, a) in enumerate(part):
+                    cands = [run[j] for run in runs]
+                    best, _ = best_candidate(p, a, cands)
+                    texts.append(cands[best] if best >= 0 else None)
             except Exception as exc:  # noqa: BLE001 - the model failing is reported per line, never fatal
                 texts = [None] * len(part)
                 for lineno, _, aud in part:

@@ -5,7 +5,8 @@ Files in `models/data/gold/`:
 - `products.jsonl`: the products (wire JSON), at least half from real catalogues (`models.real_catalogues`)
   and from categories the synthetic training catalogue lacks; none was used in training;
 - `texts.jsonl`: one text per line, `{"id", "product_id", "audience", "system", "text"}`; systems are the
-  untuned base model, the fine-tuned versions, the template fallback and the training-reference writer, so every kind of error occurs;
+  untuned base model, the fine-tuned versions, the template fallback, the training-reference writer and
+  the seller's own copy (real catalogues), so every kind of error occurs;
 - `labels.jsonl`: one label per text, `{"id", "errors": [{"type", "span", "why"}], "fluency": 1-5,
   "publishable": bool}`, written by people reading the text against the facts (the guide is
   `docs/labelling-guide.md`), never by the verifier;
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import sys
 from pathlib import Path
 from typing import Any, Iterable
@@ -103,6 +105,18 @@ def _backend(system: str) -> Any:
     return LocalBackend(repo.parent / system.lstrip("v"), batch_size=16)  # "v<N>": an exported version
 
 
+def seller_copy(product: ProductUpsert, max_words: int = 70) -> str:
+    """The seller's own text as a description (whole sentences, about `max_words` words): the human copy that
+    real catalogues ship, which says more than the structured facts; training references look like it."""
+    sentences = [x.strip() for x in re.split(r"(?<=[.!?])\s+|\n+", product.description or "") if x.strip()]
+    out: list[str] = []
+    for sentence in sentences:
+        if out and len(" ".join(out + [sentence]).split()) > max_words:
+            break
+        out.append(sentence if sentence[-1] in ".!?" else sentence + ".")
+    return " ".join(out)
+
+
 def add_texts(system: str, audiences_per_product: int, products: Iterable[ProductUpsert],
               limit: int | None = None) -> int:
     """Append `system`'s texts for each product's first `audiences_per_product` audiences to texts.jsonl
@@ -110,12 +124,16 @@ def add_texts(system: str, audiences_per_product: int, products: Iterable[Produc
     path = GOLD_DIR / "texts.jsonl"
     done = {(t["product_id"], t["audience"], t["system"]) for t in load_jsonl(path)}
     chosen = list(products)[:limit]
+    if system == "seller_copy":  # real catalogues only: their seller text is real human copy
+        chosen = [p for p in chosen if not p.product_id.startswith(("p-", "hw-")) and len(seller_copy(p).split()) >= 12]
     pairs = [(p, a) for p in chosen for a in audiences_for(p, audiences_per_product)
              if (p.product_id, a, system) not in done]
     if system == "fallback":
         from models.gate import fallback_text
 
         generate = lambda part: [fallback_text(p, a) for p, a in part]  # noqa: E731
+    elif system == "seller_copy":
+        generate = lambda part: [seller_copy(p) for p, _ in part]  # noqa: E731
     elif system == "reference":
         from models.reference import write_reference
 
@@ -146,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("products", help="rebuild products.jsonl and split.json")
     t = sub.add_parser("texts", help="append one system's texts to texts.jsonl")
-    t.add_argument("--system", required=True, help="base | fallback | reference | v<N> (an exported desc_generator version)")
+    t.add_argument("--system", required=True, help="base | fallback | reference | seller_copy | v<N> (an exported desc_generator version)")
     t.add_argument("--audiences", type=int, default=1, help="audiences per product")
     t.add_argument("--limit", type=int, default=None, help="only the first N products")
     args = ap.parse_args(argv)

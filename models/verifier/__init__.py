@@ -78,3 +78,14 @@ def verify(product: ProductUpsert, audience: str, text: str, scorer: SentenceSco
            threshold: float = 0.5) -> Verdict:
     """Is `text` a faithful description of `product`? Every error found is reported."""
     return verify_many([(product, audience, text)], scorer, threshold)[0]
+
+
+def best_candidate(product: ProductUpsert, audience: str, candidates: Sequence[str | None],
+                   scorer: SentenceScorer | None = None, threshold: float = 0.5) -> tuple[int, Verdict | None]:
+    """The candidate to publish: the first with no error, else the one with the fewest errors (the gate
+    then falls back); (-1, None) when no candidate has text. Candidates come from one batch of k seeds."""
+    scored = [(i, v) for i, v in zip((i for i, c in enumerate(candidates) if c),
+                                     verify_many([(product, audience, c) for c in candidates if c], scorer, threshold))]
+    if not scored:
+        return -1, None
+    return min(scored, key=lambda iv: (len(iv[1].errors), iv[0]))

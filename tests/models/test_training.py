@@ -199,6 +199,16 @@ def test_generate_batch_reports_bad_lines(tmp_path: Path, tiny_dir: Path) -> Non
         assert set(r["gate"]) == {"passed", "reasons"} and r["model_version"]
         if r["source"] == "fallback":
             assert r["gate"]["passed"] is False and r["gate"]["reasons"]
+    # k candidates per description: the verifier picks one; every published text still passes it
+    out2 = tmp_path / "out2.jsonl"
+    rep2 = run_batch(src, out2, audiences=["default"], via="local", model=tiny_dir, max_new_tokens=4,
+                     log=lambda m: None, candidates=3)
+    assert rep2.outputs == 2
+    from models.gate import judge
+
+    for r in (json.loads(line) for line in out2.read_text().splitlines()):
+        product = next(p for p in products if p.product_id == r["product_id"])
+        assert judge(product, "default", r["text"]).passed, r
 
 
 def test_eval_metrics() -> None:

@@ -121,3 +121,15 @@ def test_verify_command_writes_one_verdict_per_text(tmp_path: Path):
     assert verdicts[0]["errors"][0] == {"type": "misbound", "span": "183 kg",
                                         "why": verdicts[0]["errors"][0]["why"]}
     assert verdicts[1]["audience"] == "default"
+
+
+def test_best_candidate_prefers_a_faithful_text_then_fewest_errors():
+    from models.verifier import best_candidate
+
+    bad2 = "The Flowstone Grip Yoga Mat weighs 183 kg and costs £39.00 in total for natural rubber."
+    bad1 = "The Flowstone Grip Yoga Mat weighs 183 kg and is made of natural rubber in sage green."
+    good = "The Flowstone Grip Yoga Mat weighs 2.3 kg and is made of natural rubber in sage green."
+    assert best_candidate(MAT, "default", [bad2, bad1, good])[0] == 2
+    idx, verdict = best_candidate(MAT, "default", [bad2, None, bad1])
+    assert idx == 2 and not verdict.ok
+    assert best_candidate(MAT, "default", [None, ""]) == (-1, None)

@@ -88,6 +88,12 @@ def reliability_stack(run_dir: Path, **overrides: Any) -> LocalStack:
     return make_stack(Path(run_dir), **overrides)
 
 
+def real_generator_stack(run_dir: Path) -> LocalStack:
+    """A stack whose Triton serves the shipped generator version (real weights), for the hostile corpus:
+    what the real model writes from injected seller text is what the verifier must keep off the site."""
+    return reliability_stack(run_dir, models={"mode": "real", "max_new_tokens": 160})
+
+
 def isolated(settings: Settings, run_dir: Path, tag: str | None = None) -> Settings:
     """Same services, fresh topic names, group id and data dir: scenarios don't see each other's events."""
     tag = tag or uuid.uuid4().hex[:8]

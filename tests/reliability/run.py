@@ -2,9 +2,10 @@
 
     .venv/bin/python -m tests.reliability.run --full --out bench/results/reliability.json
 
-`--full`: 30 s outages, 40 products, 2,000 hostile messages end to end (10,000 at the decoder level).
+`--full`: 30 s outages, 40 products, 2,000 hostile messages end to end (10,000 at the decoder level), and
+200 hostile messages through Triton serving the real generator (`hostile_real`; 60 without `--full`).
 Without it: the CI durations (scaled by DESCSTREAM_RELIABILITY_SCALE). `--only a,b` runs a subset of
-`hostile,worker_sigkill,triton_down,redis_down,broker_restart`. Exit code 1 unless the report is ok.
+`hostile,hostile_real,worker_sigkill,triton_down,redis_down,broker_restart`. Exit code 1 unless the report is ok.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ for _name in [k for k in os.environ if k.startswith("DESCSTREAM_") and not k.sta
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-ALL = ("hostile", "worker_sigkill", "triton_down", "redis_down", "broker_restart")
+ALL = ("hostile", "hostile_real", "worker_sigkill", "triton_down", "redis_down", "broker_restart")
 
 
 def _unit_level(n: int) -> tuple[int, int]:
@@ -74,8 +75,20 @@ def main(argv: list[str] | None = None) -> int:
             res = asyncio.run(run_hostile_e2e(stack, run_dir, 2000 if args.full else 1000))
             rows.append(report.hostile_row(res, n_unit, wrong, time.monotonic() - t))
             print(report.table(rows[-1:]), flush=True)
+        if "hostile_real" in wanted:  # the real generator behind Triton: its own stack (real weights)
+            t = time.monotonic()
+            real = faults.real_generator_stack(run_dir / "stack-real")
+            real.up(progress=lambda m: print("  " + m, flush=True))
+            try:
+                res = asyncio.run(run_hostile_e2e(real, run_dir, 200 if args.full else 60, pool=8, settle_timeout=1800.0))
+            finally:
+                real.down()
+            row = report.hostile_row(res, 0, 0, time.monotonic() - t)
+            row["fault"] = "hostile inputs, real generator"
+            rows.append(row)
+            print(report.table(rows[-1:]), flush=True)
         for name in wanted:
-            if name == "hostile":
+            if name in ("hostile", "hostile_real"):
                 continue
             t = time.monotonic()
             try:

@@ -114,3 +114,28 @@ def test_hostile_corpus_through_the_worker(rel_stack, tmp_path):
     # changes keeps the variants of audiences that are no longer relevant, at the old version, forever.
     assert not res.gate_failures, res.gate_failures[:10]
     assert not res.injected_published, res.injected_published[:10]
+
+
+N_REAL = int(os.environ.get("DESCSTREAM_RELIABILITY_HOSTILE_REAL", "60"))
+
+
+@pytest.mark.slow
+@pytest.mark.realmodel
+def test_hostile_corpus_through_the_real_generator(tmp_path):
+    """The same corpus slice through Triton serving the shipped generator (real weights, not the tiny model):
+    whatever the model writes from injected seller text, nothing the verifier flags reaches Redis."""
+    from .faults import real_generator_stack
+    from .hostile_e2e import run_hostile_e2e
+
+    stack = real_generator_stack(tmp_path / "stack")
+    stack.up()
+    try:
+        res = asyncio.run(run_hostile_e2e(stack, tmp_path, N_REAL, pool=8, settle_timeout=900.0))
+    finally:
+        stack.down()
+    print(res.row())
+    assert res.worker_alive and res.sentinel_ok, "the worker died or stopped processing"
+    assert res.products_current == res.products_expected, res.products_lost
+    assert res.records > 0
+    assert not res.gate_failures, res.gate_failures[:10]
+    assert not res.injected_published, res.injected_published[:10]
