@@ -19,6 +19,7 @@ import numpy as np
 from descstream.config import Settings
 from descstream.schemas import GateVerdict, ProductUpsert
 from models import gate as gate_mod
+from models.prompt import format_value
 from models.audiences import Audience, get_audience
 from serving.client import (
     CircuitOpenError,
@@ -104,7 +105,7 @@ class FakeGenerator:
                 text = f"{p.title} by {p.brand}, now 90% off and made of pure gold, a great pick for every trip."
                 out.append(GenerationResult(text, 0, 0, self.model_version))
                 continue
-            facts = ", ".join(f"{k}: {v}" for k, v in list(p.attributes.items())[:4])
+            facts = ", ".join(f"{k}: {format_value(v)}" for k, v in list(p.attributes.items())[:4])
             brand = f" by {p.brand}" if p.brand else ""
             text = f"[{r.audience}] {p.title}{brand}." + (f" {facts}." if facts else "") + " See the product details for more."
             out.append(GenerationResult(text, 0, 0, self.model_version))
@@ -125,7 +126,8 @@ class FakeGenerator:
 class Gate:
     """The faithfulness gate (`models.gate`) and audience lookup, injectable for tests.
 
-    `check(product, audience_name, text)`, `fallback_text(product, audience_name)`, `audience(name)`
+    `check(product, audience_name, text)` (the verifier's verdict, `models.gate.judge`),
+    `fallback_text(product, audience_name)`, `audience(name)`
     (KeyError for an unknown audience).
     """
 
