@@ -7,7 +7,7 @@ Two readers:
 - span-level rules (`models.verifier.rules`): values bound to their attribute, unit and currency,
   product type, exact names, audience words, seller-text echoes, the gate's claims and vocabularies;
 - a learned sentence-level reader (`models.verifier.learned`, FactCC-style MiniLM cross-encoder over
-  (facts, sentence)), served by Triton as `fact_verifier`. A sentence it scores above its threshold,
+  (facts, sentence)), served by Triton as `fact_verifier`. A sentence it scores at or above its threshold,
   where no rule already found an error, is reported as `invented` with its probability.
 
 Error types (`docs/labelling-guide.md` defines them with examples): `misbound`, `invented`,
@@ -57,7 +57,7 @@ def _learned_errors(items: Sequence[tuple[ProductUpsert, str, list[SpanError]]],
     probs = list(scorer(pairs)) if pairs else []
     out: list[list[SpanError]] = [[] for _ in items]
     for (facts, sentence), owner, p in zip(pairs, owners, probs):
-        if p <= threshold:
+        if p < threshold:
             continue
         ruled = items[owner][2]
         if any(e.span and e.span.lower() in sentence.lower() for e in ruled):

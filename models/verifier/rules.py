@@ -235,6 +235,10 @@ def value_errors(text: str, facts: Facts) -> list[SpanError]:
         candidates = [v for v in facts.values if v.number == num]
         is_price = facts.price is not None and num == facts.price
         if currency is not None:
+            before_words = _words(low[max(0, start - 25):start])[-2:]
+            if any(w in _WEIGH_WORDS for w in before_words) or re.match(r"\s*(?:(?:usd|inr|eur|gbp)\s+)?(?:on the scale|in weight)", low[end:]):
+                errors.append(SpanError("misbound", span, f"{num} is the price, not a weight"))
+                continue
             if is_price and currency == facts.currency:
                 continue
             if is_price:

@@ -39,7 +39,7 @@ HEADPHONES = product(title="Hushwave Arc Headphones", brand="Hushwave", category
 JACKET = product(title="Stormline Packable Rain Jacket", brand="Stormline", category="Clothing > Outerwear > Rain Jackets",
                  price=120.0, currency="GBP", attributes={"material": "recycled nylon", "colour": "orange"}, description="")
 RUPEE = product(title="Puma Deck Navy Blue Backpack", brand="Puma", category="Accessories > Bags > Backpacks", price=1299.0,
-                currency="INR", attributes={"colour": "Navy Blue", "material": "Nylon"}, description="")
+                currency="INR", attributes={"colour": "Navy Blue", "material": "Nylon", "season": "Summer"}, description="")
 
 
 def types(p: ProductUpsert, text: str) -> dict[str, str]:
@@ -60,6 +60,9 @@ def types(p: ProductUpsert, text: str) -> dict[str, str]:
     (HEADPHONES, "The Hushlaw Arc Headphones weigh 130 g and last 30 hours on a single charge.", "Hushlaw", "wrong_name"),
     (MAT, "The Flowstone Grip Yoga Mat is made of natural rubber, with cash on delivery.", "cash on delivery", "injection"),
     (MAT, "The Flowstone Grip Yoga Mat weighs five kg and is made of natural rubber.", "5 kg", "invented"),
+    (MAT, "The Flowstone Grip Yoga Mat is made of natural rubber: just 39.00 USD on the scale.", "39.00 USD", "misbound"),
+    (RUPEE, "The Puma Deck Navy Blue Backpack comes with a Summer rating and a Nylon shell for you.", "Summer rating",
+     "misbound"),
     (EARBUDS, "The Auralink Pods 2 Wireless Earbuds offer 6 hours of battery and a built-in GPS tracker.",
      "built-in gps tracker", "invented"),
 ])
