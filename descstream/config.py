@@ -110,6 +110,7 @@ class ModelSettings(BaseModel):
     generator: str = "desc_generator"
     embedder: str = "text_embedder"
     tagger: str = "product_tagger"
+    verifier: str = "fact_verifier"
     mode: Literal["tiny", "real"] = "real"
     max_new_tokens: int = Field(default=160, ge=1, le=512, description="a cap: generation stops at the end token")
     temperature: float = Field(

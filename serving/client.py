@@ -1,4 +1,4 @@
-"""Async Triton client for the stream workers: generate descriptions, embed texts, tag products.
+"""Async Triton client for the stream workers: generate descriptions, embed texts, tag products, verify sentences.
 
 Built on `tritonclient.grpc.aio` with one reused gRPC channel (`TritonClient.from_settings(settings)`).
 
@@ -441,3 +441,36 @@ class TritonClient:
 
         parts = await asyncio.gather(*(one(c) for c in chunks))
         return [row for part in parts for row in part]
+
+    # ---- fact verifier --------------------------------------------------------------------------
+
+    async def verify_sentences(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        """P(sentence not supported by the facts) per `(facts_text, sentence)` pair, in order.
+
+        `facts_text` is `models.verifier.learned.facts_text(product)`; compare with the threshold in the
+        model's `verifier_config.json` (`SentenceVerifier.load(...).threshold`). Raises `ValueError` for an
+        empty facts text or sentence.
+        """
+        import tritonclient.grpc.aio as grpcclient
+
+        pairs = [(str(f), str(s)) for f, s in pairs]
+        for i, (f, s) in enumerate(pairs):
+            if not f or not s:
+                raise ValueError(f"pair {i} has an empty {'facts text' if not f else 'sentence'}")
+        if not pairs:
+            return []
+        chunks = [pairs[i : i + EMBED_BATCH] for i in range(0, len(pairs), EMBED_BATCH)]
+
+        def column(name: str, values: list[str]) -> Any:
+            arr = np.array([[v.encode("utf-8")] for v in values], dtype=np.object_)
+            inp = grpcclient.InferInput(name, list(arr.shape), "BYTES")
+            inp.set_data_from_numpy(arr)
+            return inp
+
+        async def one(chunk: list[tuple[str, str]]) -> list[float]:
+            inputs = [column("FACTS", [f for f, _ in chunk]), column("SENTENCE", [s for _, s in chunk])]
+            res = await self._infer(self.models.verifier, inputs, ["P_UNSUPPORTED"])
+            return [float(x) for x in res.as_numpy("P_UNSUPPORTED").reshape(-1)]
+
+        parts = await asyncio.gather(*(one(c) for c in chunks))
+        return [p for part in parts for p in part]

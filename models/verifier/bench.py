@@ -4,7 +4,8 @@ For `--texts` (default 64) texts of the gold set (`models/data/gold/texts.jsonl`
 `models/data/gold/products.jsonl`), each text is split into sentences and all its sentences are scored
 in one batch against `facts_text(product)`. Measured:
 
-- in-process: `SentenceVerifier.unsupported_probs`, one text after another;
+- in-process: `SentenceVerifier.unsupported_probs`, one text after another, with torch's default thread
+  count and with 1 thread (on a small machine shared with other work, 2 threads can be slower than 1);
 - through Triton: a tritonserver started here on free ports over a temporary repository holding only
   `fact_verifier` (linked to `serving/model_repository/fact_verifier`), called with
   `TritonClient.verify_sentences` — one text after another (latency), then all texts at once (throughput,
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--texts", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--no-triton", action="store_true")
+    ap.add_argument("--inproc-threads", default="0,1", help="torch thread counts for the in-process runs (0 = torch's default)")
     args = ap.parse_args(argv)
 
     import torch
@@ -155,14 +157,22 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     verifier = SentenceVerifier.load(default_artifacts_dir())
     load_s = time.perf_counter() - t
-    inproc, probs_local = bench_in_process(verifier, batches, args.repeats)
+    default_threads = torch.get_num_threads()
+    inproc_runs = {}
+    probs_local: list[list[float]] = []
+    for n in [int(x) for x in args.inproc_threads.split(",") if x.strip()]:
+        torch.set_num_threads(n or default_threads)
+        stats, probs = bench_in_process(verifier, batches, args.repeats)
+        inproc_runs[f"torch_threads_{torch.get_num_threads()}"] = stats
+        probs_local = probs_local or probs
+    torch.set_num_threads(default_threads)
     result = {
         "what": "ms per text: all sentences of one gold text scored in one batch against facts_text(product)",
         "texts": len(batches), "repeats": args.repeats,
         "sentences_per_text": {"mean": round(statistics.fmean(n_sent), 2), "max": max(n_sent), "total": sum(n_sent)},
         "flagged_sentences_share": round(sum(p >= verifier.threshold for ps in probs_local for p in ps) / sum(n_sent), 4),
         "threshold": verifier.threshold,
-        "in_process": {"ms_per_text": inproc, "load_s": round(load_s, 2), "torch_threads": torch.get_num_threads()},
+        "in_process": {"ms_per_text": inproc_runs, "load_s": round(load_s, 2)},
     }
     if not args.no_triton:
         with tempfile.TemporaryDirectory(prefix="verifier-bench-") as tmp:
