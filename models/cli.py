@@ -116,7 +116,7 @@ def eval_cmd(
     run: Optional[Path] = typer.Option(None, "--run", help="Trained run dir (or exported version dir). Omit to score only the base model."),
     gold: Optional[str] = typer.Option(None, "--gold", help="Score the gold set's systems instead: dev | test | all "
                                        "(editor labels, verifier flags and agreement)."),
-    learned: str = typer.Option("auto", "--learned", help="Sentence-level verifier: auto | local | triton | off."),
+    learned: str = typer.Option("off", "--learned", help="Also the learned sentence verifier: off (as the gate) | auto | local | triton."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output dir for eval.json/eval.md/eval.png (default: <run>/eval)."),
     limit: int = typer.Option(40, "--limit", help="Held-out products to evaluate (0 = all)."),
     audiences: int = typer.Option(2, "--audiences", help="Audiences per product."),
@@ -215,7 +215,7 @@ def verify_cmd(
     products: Path = typer.Option(..., "--products", help="Products JSONL (one `products`-topic JSON per line)."),
     texts: Path = typer.Option(..., "--texts", help="Texts JSONL: product_id, audience (default `default`), text."),
     output: Path = typer.Option(..., "--output", help="Verdicts JSONL: product_id, audience, ok, errors[type, span, why]."),
-    learned: str = typer.Option("auto", "--learned", help="Sentence-level verifier: auto | local | triton | off."),
+    learned: str = typer.Option("off", "--learned", help="Also the learned sentence verifier: off (as the gate) | auto | local | triton."),
 ) -> None:
     """Check any texts against their products' facts, as the publishing gate does; one verdict per text."""
     from models.verifier.files import verify_files

@@ -1,4 +1,5 @@
-"""Latency of the learned sentence verifier: `python -m models.verifier.bench --out bench/results/verifier.json`.
+"""What the verifier costs per text, beside what generation costs: `python -m models.verifier.bench --out
+bench/results/verifier.json`.
 
 For `--texts` (default 64) texts of the gold set (`models/data/gold/texts.jsonl`, products from
 `models/data/gold/products.jsonl`), each text is split into sentences and all its sentences are scored
@@ -10,6 +11,10 @@ in one batch against `facts_text(product)`. Measured:
   `fact_verifier` (linked to `serving/model_repository/fact_verifier`), called with
   `TritonClient.verify_sentences` — one text after another (latency), then all texts at once (throughput,
   the dynamic batcher merging requests).
+
+Also measured: the span rules (`verify_many` without the learned reader) per text, and generation with the
+shipped generator version in-process (`--generation N` texts of the same products, batch 8, the served
+decoding), so `cost_vs_generation` states each verifier part as a share of the generation cost per text.
 
 Writes ms per text (mean, p50, p90), sentences per text, the Triton-vs-in-process agreement, and the
 machine (cores, CPU model, load average, torch version and threads).
@@ -144,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--no-triton", action="store_true")
     ap.add_argument("--inproc-threads", default="0,1", help="torch thread counts for the in-process runs (0 = torch's default)")
+    ap.add_argument("--generation", type=int, default=16, help="texts generated to measure generation cost (0 = skip)")
     args = ap.parse_args(argv)
 
     import torch
@@ -189,10 +195,34 @@ def main(argv: list[str] | None = None) -> int:
         result["triton"] = {"sequential_ms_per_text": seq, "concurrent": conc, "server_ready_s": ready_s,
                             "max_abs_diff_vs_in_process": float(f"{diff:.2e}"),
                             "model_config": "fact_verifier alone, max_batch_size 64, 5 ms queue delay, torch_threads 0"}
+    from models.verifier import verify_many
+
+    t = time.perf_counter()
+    for _ in range(args.repeats):
+        verify_many([(p, "default", text) for p, text, _ in rows])
+    rules_ms = (time.perf_counter() - t) * 1000 / (args.repeats * len(rows))
+    result["rules"] = {"ms_per_text": round(rules_ms, 3)}
+    if args.generation:
+        from models.generate_batch import LocalBackend, latest_version_dir
+
+        version = latest_version_dir()
+        backend = LocalBackend(version, batch_size=8)
+        pairs = [(p, "default") for p, _, _ in rows[: args.generation]]
+        t = time.perf_counter()
+        backend.generate(pairs)
+        gen_ms = (time.perf_counter() - t) * 1000 / len(pairs)
+        result["generation"] = {"model": backend.version, "texts": len(pairs), "batch_size": 8,
+                                "ms_per_text": round(gen_ms, 1), "torch_threads": torch.get_num_threads()}
+        learned_ms = result.get("triton", {}).get("concurrent", {}).get("ms_per_text")
+        result["cost_vs_generation"] = {
+            "rules": round(rules_ms / gen_ms, 5),
+            "learned_triton_batched": round(learned_ms / gen_ms, 4) if learned_ms else None,
+            "learned_in_process_1_thread": round(inproc_runs.get("torch_threads_1", {}).get("mean", 0) / gen_ms, 4)
+            if "torch_threads_1" in inproc_runs else None,
+        }
     result["machine"] = {
         "cores": os.cpu_count(), "cpu_model": cpu_model(), "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
-        "note": "2-core machine shared with another CPU-bound process during the run",
     }
     result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     args.out.parent.mkdir(parents=True, exist_ok=True)

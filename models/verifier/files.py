@@ -92,7 +92,7 @@ def _triton_scorer(learned: Any) -> tuple[SentenceScorer, float, str]:
     return score, float(config["threshold"]), f"triton ({settings.triton.grpc_url})"
 
 
-def verify_files(products_path: Path, texts_path: Path, output_path: Path, *, learned: str = "auto",
+def verify_files(products_path: Path, texts_path: Path, output_path: Path, *, learned: str = "off",
                  batch: int = 64, progress: Callable[[int], None] | None = None) -> VerifyReport:
     """Verify every text of `texts_path`; see the module docstring."""
     report = VerifyReport()
