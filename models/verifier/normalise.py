@@ -43,8 +43,12 @@ def _word_number(m: re.Match[str]) -> str:
 
 
 def unicode_fold(text: str) -> str:
-    """NFKC plus confusable letters and typographic punctuation mapped to ASCII look-alikes."""
-    return unicodedata.normalize("NFKC", text).translate(_CONFUSABLES)
+    """NFKC, confusable letters and typographic punctuation mapped to ASCII look-alikes, and accents dropped
+    from Latin letters ("Lakmé" is checked as "Lakme": a brand's accent is not a different name)."""
+    folded = unicodedata.normalize("NFKC", text).translate(_CONFUSABLES)
+    if folded.isascii():
+        return folded
+    return "".join(c for c in unicodedata.normalize("NFKD", folded) if not unicodedata.combining(c) or ord(c) > 0x36F)
 
 
 def normalise(text: str) -> str:

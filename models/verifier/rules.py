@@ -406,7 +406,7 @@ def _known_brands() -> frozenset[str]:
 def name_errors(text: str, facts: Facts) -> list[SpanError]:
     """Brand and title words spelt exactly; no other catalogue brand named."""
     norm = normalise(text)
-    names = {w for w in _words(" ".join([facts.product.brand or "", facts.product.title])) if len(w) >= 5}
+    names = {w for w in _words(normalise(" ".join([facts.product.brand or "", facts.product.title])).lower()) if len(w) >= 4}
     out: list[SpanError] = []
     seen: set[str] = set()
     for m in re.finditer(r"\b[A-Z][A-Za-z]{3,}(?:[A-Z][a-z]+)*\b", norm):
