@@ -1,4 +1,4 @@
-"""Train the learned sentence verifier: `python -m models.verifier.train --out DIR [--minutes M] [--seed S]`.
+"""Train the learned sentence verifier: `python -m models.verifier.train --out DIR [--minutes M] [--seed S] [--gold-dev] [--init DIR]`.
 
 FactCC-style (Kryscinski et al., 2020): faithful sentences (label 0) and automatic corruptions of them
 (label 1, `models/verifier/corrupt.py`), paired with `facts_text(product)`, fine-tune all-MiniLM-L6-v2 as a
@@ -15,6 +15,16 @@ Products are split train/validation by product id. On validation the script repo
 corruption kind and the false-positive rate on clean sentences, picks the threshold maximising F1 for
 "unsupported", and writes into --out: fp16 safetensors weights + tokenizer, `verifier_config.json`
 (threshold, max_length, base model) and `summary.json`.
+
+`--gold-dev` adds sentence-level examples from the DEV part of the gold set (`models/data/gold/split.json`;
+the test part is never read): each labelled dev text is split with `split_sentences`; a sentence is
+unsupported (1) if it contains (case-insensitive) a labelled error span of its text or overlaps one in the
+text, else supported (0). ~30% of the dev PRODUCTS (fixed seed) are held out for threshold selection: the
+threshold is the lowest one whose false-positive rate on held-out supported sentences is <= --max-fpr
+(maximal recall under that FPR). The other dev sentences join training, --gold-per-batch of them in every
+batch (cycling, i.e. upweighted). `--init DIR` continues from an existing artefact folder (e.g.
+`serving/model_repository/fact_verifier/1/artifacts`) instead of the base MiniLM; the init model is scored on
+the same held-out sentences first ("before" numbers in summary.json).
 """
 
 from __future__ import annotations
@@ -34,7 +44,8 @@ from models.verifier.corrupt import KINDS, all_corruptions
 from models.verifier.learned import CONFIG_FILE, DEFAULT_MAX_LENGTH, facts_text, split_sentences
 
 REPO = Path(__file__).resolve().parents[2]
-GOLD_PRODUCTS = REPO / "models" / "data" / "gold" / "products.jsonl"
+GOLD_DIR = REPO / "models" / "data" / "gold"
+GOLD_PRODUCTS = GOLD_DIR / "products.jsonl"
 SYNTHETIC_SEEDS = (0, 1)
 EXCLUDED_SEED = 7777
 REAL_LIMITS = {"myntra_styles": 2500, "myntra_catalog": 1200, "adidas": 838, "amazon": 100}
@@ -194,10 +205,118 @@ def flat(units) -> list[tuple[str, str, int, str]]:
     return [x for u in units for x in u]
 
 
+# ---------------------------------------------------------------------------------------- gold dev sentences
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _spans_in(text: str, span: str) -> list[tuple[int, int]]:
+    low, needle = text.lower(), span.lower().strip()
+    out, pos = [], 0
+    while needle:
+        i = low.find(needle, pos)
+        if i < 0:
+            break
+        out.append((i, i + len(needle)))
+        pos = i + 1
+    return out
+
+
+def sentence_labels(text: str, spans: list[str]) -> list[tuple[str, int]]:
+    """`(sentence, label)` for every sentence of `text`: 1 if it contains (case-insensitive) one of the error
+    `spans` or overlaps an occurrence of one in `text` (or, for a span not found verbatim, the span contains
+    the sentence), else 0."""
+    sents = split_sentences(text)
+    located: list[tuple[int, int]] = []
+    pos = 0
+    for sent in sents:
+        i = text.find(sent, pos)
+        if i < 0:
+            i = text.find(sent)
+        located.append((i, i + len(sent)) if i >= 0 else (-1, -1))
+        if i >= 0:
+            pos = i + len(sent)
+    occ = [(sp, _spans_in(text, sp)) for sp in spans if sp and sp.strip()]
+    out = []
+    for sent, (a, b) in zip(sents, located):
+        low = sent.lower()
+        bad = False
+        for sp, places in occ:
+            spl = sp.lower().strip()
+            if spl in low:
+                bad = True
+            elif a >= 0 and any(x < b and a < y for x, y in places):
+                bad = True
+            elif not places and low.strip() in spl:
+                bad = True
+            if bad:
+                break
+        out.append((sent, int(bad)))
+    return out
+
+
+def gold_dev_examples(seed: int, holdout_frac: float = 0.3):
+    """(train, heldout, info): `(facts, sentence, label, kind)` from the gold DEV part only, split by product.
+    Texts of products in split["test"] are never read past their product id."""
+    split = json.loads((GOLD_DIR / "split.json").read_text())
+    dev = sorted(set(map(str, split["dev"])))
+    test = set(map(str, split["test"]))
+    assert not (set(dev) & test)
+    held = set(random.Random(f"gold-dev-holdout:{seed}").sample(dev, max(1, round(holdout_frac * len(dev)))))
+    products = {str(r["product_id"]): ProductUpsert.model_validate(r) for r in _read_jsonl(GOLD_PRODUCTS)
+                if str(r["product_id"]) in dev}
+    labels = {r["id"]: r for r in _read_jsonl(GOLD_DIR / "labels.jsonl")}
+    train, heldout = [], []
+    texts_used = Counter()
+    for t in _read_jsonl(GOLD_DIR / "texts.jsonl"):
+        pid = str(t["product_id"])
+        if pid not in dev or pid in test:
+            continue  # the test part is never used
+        lab = labels.get(t["id"])
+        if lab is None or pid not in products:
+            continue
+        facts = facts_text(products[pid])
+        spans = [e.get("span") or "" for e in lab.get("errors", [])]
+        dest = heldout if pid in held else train
+        texts_used["heldout" if pid in held else "train"] += 1
+        for sent, y in sentence_labels(t["text"], spans):
+            dest.append((facts, sent, y, "gold_unsupported" if y else "gold_supported"))
+    info = {"dev_products": len(dev), "heldout_products": len(held), "train_products": len(dev) - len(held),
+            "texts": dict(texts_used),
+            "train_sentences": dict(Counter(x[3] for x in train)),
+            "heldout_sentences": dict(Counter(x[3] for x in heldout)),
+            "heldout_product_ids": sorted(held)}
+    return train, heldout, info
+
+
+def fpr_threshold(pairs, probs, max_fpr: float) -> float:
+    """Lowest threshold (0.001 grid) whose FPR on label-0 pairs is <= max_fpr: maximal recall under that FPR."""
+    neg = [pr for p, pr in zip(pairs, probs) if p[2] == 0]
+    for i in range(1, 1000):
+        t = i / 1000
+        if not neg or sum(x >= t for x in neg) / len(neg) <= max_fpr + 1e-12:
+            return t
+    return 0.999
+
+
+def binary_metrics(pairs, probs, threshold: float) -> dict:
+    tp = sum(1 for p, pr in zip(pairs, probs) if p[2] == 1 and pr >= threshold)
+    fn = sum(1 for p, pr in zip(pairs, probs) if p[2] == 1 and pr < threshold)
+    fp = sum(1 for p, pr in zip(pairs, probs) if p[2] == 0 and pr >= threshold)
+    tn = sum(1 for p, pr in zip(pairs, probs) if p[2] == 0 and pr < threshold)
+    return {"threshold": round(threshold, 4), "n_supported": fp + tn, "n_unsupported": tp + fn, "tp": tp, "fp": fp,
+            "precision": round(tp / (tp + fp), 4) if tp + fp else None,
+            "recall": round(tp / (tp + fn), 4) if tp + fn else None,
+            "fpr": round(fp / (fp + tn), 4) if fp + tn else None}
+
+
 # ---------------------------------------------------------------------------------------- training
 
 
 def evaluate(model, tok, pairs, batch_size: int = 64, max_len: int = TRAIN_MAX_LEN) -> list[float]:
+    was_training = model.training
     import torch
 
     probs: list[float] = []
@@ -207,8 +326,9 @@ def evaluate(model, tok, pairs, batch_size: int = 64, max_len: int = TRAIN_MAX_L
             chunk = pairs[b : b + batch_size]
             enc = tok([p[0] for p in chunk], [p[1] for p in chunk], truncation="only_first", max_length=max_len,
                       padding=True, return_tensors="pt")
-            probs += torch.softmax(model(**enc).logits, dim=-1)[:, 1].tolist()
-    model.train()
+            probs += torch.softmax(model(**enc).logits.float(), dim=-1)[:, 1].tolist()
+    if was_training:
+        model.train()
     return probs
 
 
@@ -265,6 +385,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--synthetic-products", type=int, default=600, help="per synthetic catalogue seed")
     ap.add_argument("--max-val-pairs", type=int, default=2400)
+    ap.add_argument("--gold-dev", action="store_true", help="add sentence examples from the gold DEV part")
+    ap.add_argument("--gold-holdout", type=float, default=0.3, help="fraction of dev products held out for the threshold")
+    ap.add_argument("--gold-per-batch", type=int, default=8, help="gold-dev training sentences added to every batch")
+    ap.add_argument("--max-fpr", type=float, default=0.02, help="max FPR on held-out supported gold sentences")
+    ap.add_argument("--init", type=Path, default=None, help="artefact folder to continue from (default: base MiniLM)")
     args = ap.parse_args(argv)
 
     import torch
@@ -287,9 +412,23 @@ def main(argv: list[str] | None = None) -> int:
     log(f"products train {len(train_items)} val {len(val_items)}; pairs train {len(train_pairs)} val {len(val_pairs)}; "
         f"data built in {time.monotonic() - t0:.0f}s")
 
-    base = minilm_dir()
+    gold_train, gold_held, gold_info = ([], [], None)
+    if args.gold_dev:
+        gold_train, gold_held, gold_info = gold_dev_examples(args.seed, args.gold_holdout)
+        log(f"gold dev: {json.dumps({k: v for k, v in gold_info.items() if k != 'heldout_product_ids'})}")
+
+    base = args.init if args.init is not None else minilm_dir()
     tok = AutoTokenizer.from_pretrained(str(base))
-    model = BertForSequenceClassification.from_pretrained(str(base), num_labels=2)
+    model = BertForSequenceClassification.from_pretrained(str(base), num_labels=2, torch_dtype=torch.float32).float()
+    before = None
+    if args.init is not None and gold_held:
+        init_cfg = json.loads((args.init / CONFIG_FILE).read_text()) if (args.init / CONFIG_FILE).is_file() else {}
+        hp = evaluate(model, tok, gold_held, max_len=DEFAULT_MAX_LENGTH)
+        own = float(init_cfg.get("threshold", 0.5))
+        before = {"own_threshold": binary_metrics(gold_held, hp, own),
+                  f"fpr_le_{args.max_fpr}": binary_metrics(gold_held, hp, fpr_threshold(gold_held, hp, args.max_fpr)),
+                  "auc": round(auc(gold_held, hp), 4)}
+        log(f"init model on held-out gold dev: {json.dumps(before)}")
     model.config.id2label = {0: "supported", 1: "unsupported"}
     model.config.label2id = {"supported": 0, "unsupported": 1}
     # the word-embedding matrix (30k x 384, half the parameters) stays frozen: cheaper steps on 2 CPU
@@ -301,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     warmup = 20
     per_batch = max(1, args.batch_size // 2)  # units (faithful sentence + its corruption) per batch
     t_train = time.monotonic()
-    step = seen = 0
+    step = seen = gold_pos = 0
     epoch = 0
     ema = None
     done = False
@@ -318,6 +457,12 @@ def main(argv: list[str] | None = None) -> int:
             for g in opt.param_groups:
                 g["lr"] = lr
             chunk = [x for i in order[b : b + per_batch] for x in train_units[i]]
+            if gold_train:
+                for _ in range(args.gold_per_batch):
+                    if gold_pos % len(gold_train) == 0:
+                        random.Random(f"gold:{args.seed}:{gold_pos}").shuffle(gold_train)
+                    chunk.append(gold_train[gold_pos % len(gold_train)])
+                    gold_pos += 1
             enc = tok([p[0] for p in chunk], [p[1] for p in chunk], truncation="only_first", max_length=TRAIN_MAX_LEN,
                       padding=True, return_tensors="pt")
             labels = torch.tensor([p[2] for p in chunk])
@@ -327,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
             opt.step()
             opt.zero_grad(set_to_none=True)
             step += 1
-            seen += len(chunk)
+            seen += len(chunk) - (args.gold_per_batch if gold_train else 0)
             ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
             if step % 10 == 0 or step == 1:
                 log(f"step {step} loss {loss.item():.4f} ema {ema:.4f} lr {lr:.2e} elapsed {elapsed:.0f}s")
@@ -344,6 +489,16 @@ def main(argv: list[str] | None = None) -> int:
     log(f"validation: threshold {thr} f1 {m['f1']} clean FPR {m['clean_fpr']} auc {auc(val_pairs, probs):.4f}")
     for k, v in m["per_kind"].items():
         log(f"  {k}: {v}")
+    gold_result = None
+    if gold_held:
+        hp = evaluate(model, tok, gold_held, max_len=DEFAULT_MAX_LENGTH)
+        thr = fpr_threshold(gold_held, hp, args.max_fpr)
+        gold_result = {"chosen": binary_metrics(gold_held, hp, thr), "auc": round(auc(gold_held, hp), 4),
+                       "at_0.5": binary_metrics(gold_held, hp, 0.5)}
+        log(f"held-out gold dev: {json.dumps(gold_result)}")
+        m_f1 = m
+        m = metrics(val_pairs, probs, thr)
+        log(f"synthetic validation at the gold threshold {thr}: {json.dumps(m)}")
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -368,7 +523,13 @@ def main(argv: list[str] | None = None) -> int:
         "excluded": {"gold_product_ids": len(gold_product_ids()), "synthetic_seed": EXCLUDED_SEED},
         "pairs": {"train": len(train_pairs), "validation": len(val_pairs), "train_by_kind": dict(kinds_train),
                   "validation_by_kind": dict(kinds_val)},
-        "validation": {**m, "auc": round(auc(val_pairs, probs), 4), "at_0.5": m_half},
+        "validation": {**m, "auc": round(auc(val_pairs, probs), 4), "at_0.5": m_half,
+                       **({"at_best_f1": m_f1} if gold_result else {})},
+        "init": str(args.init) if args.init is not None else None,
+        **({"gold_dev": {**gold_info, "upweight": f"{args.gold_per_batch} gold sentences in every batch (cycling)",
+                         "gold_sentences_seen": gold_pos, "max_fpr": args.max_fpr,
+                         "threshold_rule": "lowest threshold with FPR <= max_fpr on held-out supported sentences",
+                         "heldout_after": gold_result, "heldout_before_init": before}} if gold_result else {}),
         "threshold": thr, "base_model": BASE_MODEL, "synthetic_seeds": list(SYNTHETIC_SEEDS),
         "real_limits": REAL_LIMITS,
     }
