@@ -94,7 +94,7 @@ _CURRENCY_WORD = {"usd": "USD", "dollars": "USD", "dollar": "USD", "inr": "INR",
 _SPEC_NOUNS = frozenset(
     "processor cpu chip storage memory ram battery screen display camera weight capacity power motor "
     "speaker speakers driver drivers resolution strap case bulb blade blades lens zoom range waterproofing "
-    "charge charging runtime playback playtime warranty guarantee".split())
+    "charge charging runtime playback playtime warranty guarantee comfort".split())
 # The attribute words each spec noun may stand for ("600 ml of storage" for a capacity is right).
 _NOUN_KEYS = {
     "storage": {"storage", "capacity", "volume"}, "power": {"power", "wattage", "output"},
@@ -102,6 +102,7 @@ _NOUN_KEYS = {
     "display": {"display", "screen"}, "screen": {"display", "screen"}, "charge": {"battery", "charging"},
     "runtime": {"battery", "runtime"}, "playback": {"battery", "playback"}, "playtime": {"battery", "playtime"},
     "capacity": {"capacity", "volume", "battery"}, "driver": {"driver"}, "case": {"case"},
+    "comfort": {"comfort"},
 }
 _WEIGH_WORDS = frozenset("weighs weighing weight weighted tips".split())
 
@@ -190,7 +191,10 @@ def prepare(product: ProductUpsert) -> Facts:
         sval = value if isinstance(value, str) else (f"{value:g}" if isinstance(value, float) else str(value))
         parts.append(key.replace("_", " ") + " " + sval)
         vwords = frozenset(_singular(w) for w in _words(sval))
-        values += _values_in(normalise(sval).lower(), key, kwords | vwords)
+        found = _values_in(normalise(sval).lower(), key, kwords | vwords)
+        key_unit = next((_UNIT_ALIASES[w] for w in _words(key)  # "shelf_life_in_months": 48 is in months
+                         if len(w) > 2 and _UNIT_ALIASES.get(w) in _UNIT_CLASS), None)
+        values += [_FactValue(v.number, key_unit, v.key, v.words) if v.unit is None and key_unit else v for v in found]
     for text in (product.title, product.brand or "", product.category or ""):
         values += _values_in(normalise(text).lower(), "title", frozenset(_singular(w) for w in _words(text)))
     price = _canon(f"{product.price:.2f}") if product.price is not None else None
@@ -577,6 +581,8 @@ _IMPLIED = {"protection": frozenset({"resistance", "waterproof", "spf", "uv", "p
 
 
 def _supported_word(word: str, facts: Facts) -> bool:
+    if word.endswith("ly") and len(word) > 5 and (word[:-2] in copy_words() or word[:-1] + "e" in copy_words()):
+        return True  # "comfortably", "simply": the adverb of a copy word
     if word in copy_words() or word in facts.words or _singular(word) in facts.words or word + "s" in facts.words:
         return True
     if word.isdigit() or len(word) <= 2:
