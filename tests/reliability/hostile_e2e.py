@@ -68,6 +68,7 @@ class HostileResult:
     products_current: int = 0
     products_lost: list = field(default_factory=list)
     records: int = 0
+    generated: int = 0  # records whose text the model wrote (the rest are the template fallback)
     gate_failures: list = field(default_factory=list)
     injected_published: list = field(default_factory=list)
     sentinel_ok: bool = False
@@ -189,6 +190,7 @@ async def run_hostile_e2e(stack: LocalStack, run_dir: Path, n: int, seed: int = 
                         continue
                     rec = orjson.loads(val)
                     res.records += 1
+                    res.generated += rec.get("source") == "generated"
                     aud = k.decode()
                     if not rec["gate"]["passed"] or not judge(facts, aud, rec["text"]).passed:
                         # classify: a leftover variant from an older version whose audience is no longer

@@ -42,7 +42,7 @@ def hostile_row(res: Any, unit_messages: int, unit_wrong: int, seconds: float) -
         "detail": {
             "unit_messages": unit_messages, "unit_verdict_mismatches": unit_wrong, "e2e_messages": res.messages,
             "must_reject": res.must_reject, "dlq": res.dlq, "dlq_matched": res.dlq_matched, "dlq_missing": res.dlq_missing,
-            "dlq_unexpected": res.dlq_unexpected[:10], "records_checked": res.records, "gate_failures": res.gate_failures[:10],
+            "dlq_unexpected": res.dlq_unexpected[:10], "records_checked": res.records, "generated": res.generated, "gate_failures": res.gate_failures[:10],
             "injected_examples": res.injected_published[:10], "products_lost": res.products_lost[:10],
             "settle_s": res.settle_s, "seconds": round(seconds, 1),
         },
