@@ -100,14 +100,18 @@ def topics_create() -> None:
 @app.command("bench")
 def bench(
     out_dir: str = typer.Option("bench/results", help="where the JSON results go"),
-    only: str = typer.Option("serving,streams", help="comma-separated: serving, streams"),
+    only: str = typer.Option("serving,streams,verifier", help="comma-separated: serving, streams, verifier"),
 ) -> None:
     """Run the benchmarks (`make bench`): each writes JSON with the machine described."""
     import subprocess
 
+    modules = {"serving": "serving.bench", "streams": "streams.bench", "verifier": "models.verifier.bench"}
     failures = 0
     for name in [x.strip() for x in only.split(",") if x.strip()]:
-        cmd = [sys.executable, "-m", f"{name}.bench", "--out", f"{out_dir}/{name}.json"]
+        if name not in modules:
+            console.print(f"[red]error:[/red] unknown bench {name!r}; known: {', '.join(modules)}")
+            raise typer.Exit(2)
+        cmd = [sys.executable, "-m", modules[name], "--out", f"{out_dir}/{name}.json"]
         console.print(f"[bold]bench {name}[/bold]: {' '.join(cmd)}")
         failures += subprocess.call(cmd) != 0
     raise typer.Exit(1 if failures else 0)

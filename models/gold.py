@@ -72,6 +72,24 @@ def build_products(data_dir: str | Path | None = None) -> list[ProductUpsert]:
     return out
 
 
+def build_extra_products(existing: set[str], n_synthetic: int = 14, seed: str = "gold:products:2",
+                         data_dir: str | Path | None = None) -> list[ProductUpsert]:
+    """A further set of gold products, disjoint from `existing` (a later test part: once a test part has been
+    read to decide changes, the next measurement needs products nobody has looked at)."""
+    from models.catalogue import generate_catalogue
+    from models.real_catalogues import read_catalogue
+
+    rng = random.Random(seed)
+    quota = {"myntra_styles": 12, "adidas": 8, "amazon": 8, "myntra_catalog": 8}
+    out: list[ProductUpsert] = []
+    for source, n in quota.items():
+        pool = [p for p in read_catalogue(source, data_dir) if (p.attributes or p.description) and p.product_id not in existing]
+        out += _spread(pool, n, rng)
+    out += [p for p in generate_catalogue(n_synthetic, 8888, adversarial_rate=0.15) if p.product_id not in existing]
+    rng.shuffle(out)
+    return out
+
+
 def load_products(path: Path = GOLD_DIR / "products.jsonl") -> dict[str, ProductUpsert]:
     with open(path, encoding="utf-8") as fh:
         return {p.product_id: p for p in (ProductUpsert.model_validate_json(x) for x in fh if x.strip())}
@@ -163,10 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m models.gold", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("products", help="rebuild products.jsonl and split.json")
+    x = sub.add_parser("extend", help="append a further, disjoint set of products as a new split part")
+    x.add_argument("--part", required=True, help="name of the new part in split.json, e.g. test2")
     t = sub.add_parser("texts", help="append one system's texts to texts.jsonl")
     t.add_argument("--system", required=True, help="base | fallback | reference | seller_copy | v<N> (an exported desc_generator version)")
     t.add_argument("--audiences", type=int, default=1, help="audiences per product")
     t.add_argument("--limit", type=int, default=None, help="only the first N products")
+    t.add_argument("--part", default=None, help="only the products of this split part")
     args = ap.parse_args(argv)
     if args.cmd == "products":
         products = build_products()
@@ -175,8 +196,20 @@ def main(argv: list[str] | None = None) -> int:
                 fh.write(p.model_dump_json() + "\n")
         (GOLD_DIR / "split.json").write_text(json.dumps(split_ids(p.product_id for p in products), indent=1) + "\n")
         print(f"{len(products)} products", file=sys.stderr)
+    elif args.cmd == "extend":
+        current = load_products()
+        extra = build_extra_products(set(current))
+        with open(GOLD_DIR / "products.jsonl", "a", encoding="utf-8") as fh:
+            for p in extra:
+                fh.write(p.model_dump_json() + "\n")
+        split = json.loads((GOLD_DIR / "split.json").read_text())
+        split[args.part] = sorted(p.product_id for p in extra)
+        (GOLD_DIR / "split.json").write_text(json.dumps(split, indent=1) + "\n")
+        print(f"{len(extra)} products added as part {args.part}", file=sys.stderr)
     else:
-        n = add_texts(args.system, args.audiences, load_products().values(), args.limit)
+        part = args.part and set(json.loads((GOLD_DIR / "split.json").read_text())[args.part])
+        products = [p for p in load_products().values() if not part or p.product_id in part]
+        n = add_texts(args.system, args.audiences, products, args.limit)
         print(f"{n} texts added for {args.system}", file=sys.stderr)
     return 0
 

@@ -27,9 +27,9 @@ def load_labels(gold_dir: Path = GOLD_DIR) -> dict[str, dict[str, Any]]:
 
 
 def gold_items(part: str, gold_dir: Path = GOLD_DIR) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(text row, label) for every labelled text of the split part (`dev`, `test` or `all`)."""
+    """(text row, label) for every labelled text of the split part (`dev`, `test`, a later part, or `all`)."""
     split = json.loads((gold_dir / "split.json").read_text())
-    ids = set(split["dev"]) | set(split["test"]) if part == "all" else set(split[part])
+    ids = set().union(*split.values()) if part == "all" else set(split[part])
     labels = load_labels(gold_dir)
     return [(t, labels[t["id"]]) for t in load_jsonl(gold_dir / "texts.jsonl")
             if t["product_id"] in ids and t["id"] in labels]

@@ -297,9 +297,9 @@ def _key_binding(low: str, start: int, end: int, num: str, candidates: list[_Fac
     if any(v.key == "title" for v in candidates):
         return ""
     before = re.split(r"[,;:.!?()]|\b(?:and|with|while|plus|or|joins|alongside)\b", low[max(0, start - 40):start])[-1]
-    after = re.split(r"[,;:.!?()]", low[end:end + 25], maxsplit=1)[0]
-    after_words = [_singular(w) for w in _words(after)[:1]]
-    if any(w in own for w in after_words):
+    after = re.split(r"[,;:.!?()]|\b(?:and|with|while|plus|or|is|are|has|have)\b", low[end:end + 25], maxsplit=1)[0]
+    after_words = [_singular(w) for w in _words(after)[:2]]
+    if any(w in own for w in after_words[:1]):
         return ""
     near = [_singular(w) for w in _words(before)[-2:]] + after_words
     for other in facts.values:
@@ -328,7 +328,7 @@ _PRODUCT_NOUNS = (
     "earbuds earphones headset speaker keyboard mouse monitor laptop tablet phone charger cable "
     "power-bank camera toy ball doll puzzle game building-set mat dumbbell racket bat helmet gloves "
     "jacket raincoat umbrella luggage trolley suitcase duffel tote sling filter descaler kit set "
-    "refrigerators ice-maker range-hood cooktop stole beanie capris kajal eyeshadow balm wick cord knob"
+    "refrigerators ice-maker range-hood cooktop stole beanie capris kajal eyeshadow balm wick cord knob free-gift"
 ).split()
 _PRODUCT_NOUN_SET = frozenset(n.replace("-", " ") for n in _PRODUCT_NOUNS)
 # Nouns that name the same kind of product (the text may use any of them for a product of the group).
@@ -338,7 +338,7 @@ _SYNONYMS = [
     {"bag", "backpack", "handbag", "tote", "sling", "duffel", "pouch", "clutch", "purse", "wallet"},
     {"jacket", "coat", "raincoat", "blazer"}, {"sweatshirt", "hoodie", "sweater", "jumper", "cardigan"},
     {"pan", "frying pan", "skillet"}, {"luggage", "trolley", "suitcase", "bag"},
-    {"moisturiser", "moisturizer", "cream", "lotion"}, {"kurta", "kurti", "tunic"}, {"saree", "sari"},
+    {"moisturiser", "moisturizer", "cream", "lotion", "balm", "body lotion"}, {"kurta", "kurti", "tunic"}, {"saree", "sari"},
     {"perfume", "fragrance", "deodorant"}, {"fridge", "refrigerator", "freezer"}, {"watch", "smartwatch"},
     {"flip flops", "slippers", "sandals"}, {"mat"}, {"lamp", "bulb"}, {"container", "tray"},
 ]
@@ -415,7 +415,7 @@ def name_errors(text: str, facts: Facts) -> list[SpanError]:
     seen: set[str] = set()
     for m in re.finditer(r"\b[A-Z][A-Za-z]{3,}(?:[A-Z][a-z]+)*\b", norm):
         word = m.group(0).lower()
-        if word in facts.words or word in _COMMON or word in seen or _singular(word) in facts.words:
+        if word in facts.words or word in _COMMON or word in seen or _singular(word) in facts.words or word in copy_words():
             continue
         if word in _known_brands():
             seen.add(word)
@@ -527,6 +527,7 @@ def gate_errors(product: ProductUpsert, audience: str, text: str, facts: Facts) 
     return out
 
 
+_COLOUR_KEY = re.compile(r"colou?r|shade|tone")
 _CLAIM_NOUNS = frozenset("rating rated protection resistance resistant proof technology certified certification "
                          "performance capacity power battery warranty".split())
 # Catalogue fields that describe the listing, not the product: "a category of Shoes" tells a shopper nothing.
@@ -553,11 +554,25 @@ def binding_errors(text: str, facts: Facts) -> list[SpanError]:
             if (noun and _singular(noun) not in kwords and noun not in v) or (rated and "rating" not in kwords):
                 out.append(SpanError("misbound", find_span(text, m.group(0)),
                                      f"'{value}' is the {key.replace('_', ' ')}, not a {noun or 'rating'}"))
+        # the head noun of every other attribute ("seat_height" -> height): "walnut assembly" for material walnut
+        other_keys = {_singular(_words(k2)[-1]) for k2 in facts.product.attributes if k2 != key and _words(k2)}
+        other_keys -= kwords | _STOP | {"type", "size", "colour", "color", "life", "level", "name", "number"}
+        if _COLOUR_KEY.search(key):
+            other_keys.clear()  # "a grey finish", "a red tone": a colour may qualify any surface
+        for m in re.finditer(rf"(?<![a-z0-9-]){v} ([a-z]+)\b", low):
+            noun = _singular(m.group(1))
+            if noun in other_keys and m.group(0) not in facts.text:
+                out.append(SpanError("misbound", find_span(text, m.group(0)),
+                                     f"'{value}' is the {key.replace('_', ' ')}, not the {noun}"))
         if key in _META_KEYS:
             for m in re.finditer(rf"\b(?:a|an|the|its)? ?{re.escape(key.replace('_', ' '))}(?: of|:) {v}(?![a-z0-9-])", low):
                 if "key details:" not in low[max(0, m.start() - 200):m.start()]:
                     out.append(SpanError("nonsense", find_span(text, m.group(0).strip()),
                                          f"the {key.replace('_', ' ')} field is not a feature of the product"))
+    if " per " not in facts.text:
+        for m in re.finditer(r"\b\d+(?:\.\d+)? (?!hours?|days?|weeks?|months?|years?|minutes?|h\b)[a-z]+(?: [a-z]+){0,2}"
+                             r" per (?:day|week|month|year|hour)\b", low):
+            out.append(SpanError("misbound", find_span(text, m.group(0)), "the facts state no rate"))
     for m in re.finditer(r"[^.!?]*\b(?:of|with|and|the|a|an|for|to)\s*[.!?](?:\s|$)", low):
         out.append(SpanError("nonsense", find_span(text, m.group(0).strip()[-40:]), "the sentence breaks off"))
     for m in re.finditer(r"\bun([a-z]{4,})\s+([a-z]+)", low):
