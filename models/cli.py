@@ -114,7 +114,7 @@ def train_tagger_cmd(
 
 def eval_cmd(
     run: Optional[Path] = typer.Option(None, "--run", help="Trained run dir (or exported version dir). Omit to score only the base model."),
-    gold: Optional[str] = typer.Option(None, "--gold", help="Score the gold set's systems instead: dev | test | all "
+    gold: Optional[str] = typer.Option(None, "--gold", help="Score the gold set's systems instead: a split part (dev, test, test2) or all "
                                        "(editor labels, verifier flags and agreement)."),
     learned: str = typer.Option("off", "--learned", help="Also the learned sentence verifier: off (as the gate) | auto | local | triton."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output dir for eval.json/eval.md/eval.png (default: <run>/eval)."),
@@ -133,8 +133,11 @@ def eval_cmd(
         from models.gold_report import write_report
         from models.verifier.files import load_scorer
 
-        if gold not in ("dev", "test", "all"):
-            raise typer.BadParameter("--gold must be dev, test or all")
+        from models.gold import GOLD_DIR
+
+        parts = set(json.loads((GOLD_DIR / "split.json").read_text())) | {"all"}
+        if gold not in parts:
+            raise typer.BadParameter(f"--gold must be one of {', '.join(sorted(parts))}")
         scorer, threshold, desc = load_scorer(learned)
         gold_out = out or Path("runs/eval-gold")
         res = write_report(gold_out, gold, scorer, threshold, desc)

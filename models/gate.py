@@ -321,14 +321,23 @@ def _fallback_candidates(product: ProductUpsert, audience: str) -> list[str]:
     price_s = f" It is priced at {price}." if price else ""
     tail = " See the product details for the full specifications."
     cands = []
-    # the category-derived noun is seller data too (it may carry an injection): the same texts without it next
-    for first in (head, f"The {product.title}{brand}."):
+    # The noun comes from the category: on a real catalogue the category is often a department ("Water
+    # Filters" for inkjet paper, "Free Gifts" for a wallet), so it is used only when the title names it too.
+    # It is seller data as well (it may carry an injection): the same texts without it follow.
+    from models.catalogue import category_spec
+
+    title_words = set(re.findall(r"[a-z0-9]+", product.title.lower()))
+    grounded = category_spec(product.category) is not None or all(
+        w in title_words or w + "s" in title_words or w + "es" in title_words
+        for w in re.findall(r"[a-z0-9]+", noun.lower()))
+    for first in ((head, f"The {product.title}{brand}.") if grounded else (f"The {product.title}{brand}.",)):
         for n in (5, 3, 1, 0):
             shown = items[:n]
             listed = ", ".join(shown[:-1]) + f" and {shown[-1]}" if len(shown) > 1 else "".join(shown)
             facts_s = f" Key details: {listed}." if shown else ""
             cands.append(first + facts_s + price_s + tail)
-    cands.append(f"This {noun}{brand} is listed in our catalogue." + price_s + tail)
+    if grounded:
+        cands.append(f"This {noun}{brand} is listed in our catalogue." + price_s + tail)
     cands.append(_FALLBACK_GENERIC)
     return cands
 
