@@ -7,20 +7,19 @@ Metrics (each computed per system over the same (product, audience) pairs):
 - `distinct1` / `distinct2`: distinct n-grams / total n-grams over all generated texts (lower-cased words);
 - `attribute_coverage`: per text, the share of the product's facts that the text mentions, averaged
   (`models.facts.coverage`: brand + attribute values, normalised surface match; price not counted);
-- `hallucination_rate`: share of raw model texts (before the gate) that `models.gate.check` rejects for an
-  invented fact or claim (reason codes number_not_in_facts, unknown_brand, material_not_in_facts,
-  colour_not_in_facts, forbidden_claim, and the wrong-slot pairings colour_as_material / material_as_colour,
-  e.g. "made of teal" for colour=teal; see `_is_hallucination`);
-- `gate_pass_rate`: share of raw texts the gate passes (all reasons);
-- `hallucination_after_gate`: share of *published* texts with an invented fact — by construction 0, since
-  a rejected text is replaced by `models.gate.fallback_text`; reported with the fallback share;
+- `error_rate`: share of raw model texts (before the gate) in which the verifier (`models.verifier`) finds
+  any error; `errors_by_type`: the same per error type (misbound, invented, wrong_type, wrong_name,
+  nonsense, injection);
+- `gate_pass_rate`: share of raw texts the verifier passes (the gate publishes those as written);
+- `error_rate_after_gate`: share of *published* texts with an error, measured: the passed text or, where the
+  gate rejected it, `models.gate.fallback_text`, verified again; `fallback_rate` is the rejected share;
 - `audience_differentiation`: for products with >= 2 audiences, mean (1 - Jaccard(word sets)) between
   the texts of each pair of audiences;
 - `mean_words`, `tokens_per_s` (generated tokens / wall seconds, batched decoding).
 
 Decoding: `models.generation.DECODING` unless `decoding=` is given (the served default; recorded in
 `eval.json` as `decoding`). `python -m models.evaluate --run DIR --decoding "no_repeat_ngram_size=3" ...`
-scores several decodings of one model, loaded once (the sweep behind the README table).
+scores several decodings of one model, loaded once (the sweeps recorded in CHANGELOG.md).
 
 Test data: the run's `data/test.jsonl`; for an exported version dir (no data folder) the synthetic split
 is rebuilt from the model card's `n_products` / `audiences_per_product` / `data_seed` and checked

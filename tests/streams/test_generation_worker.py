@@ -41,7 +41,7 @@ async def test_coalesce_skip_gate_and_failure_fallbacks(infra):
     assert failed.source == "fallback" and failed.model_version == "none"
     assert "generation failed (attempt 1/" in failed.gate.reasons[0]
     for rec in written:
-        assert model_gate.check(product(rec.product_id, 1), rec.audience, rec.text).passed, rec.text
+        assert model_gate.judge(product(rec.product_id, 1), rec.audience, rec.text).passed, rec.text
     assert gen.texts == 6  # one call per job
     assert sorted((r["product_id"], r["audiences"][0], r["attempt"]) for r in w.outbox) == [
         (down, "default", 1), (down, "outdoor_adventurers", 1)]
@@ -102,7 +102,7 @@ async def test_retries_are_bounded(infra):
     assert gen.texts == 3 and rounds == 2 and not w.outbox
     rec = await store.get_record(pid)
     assert rec.source == "fallback" and rec.model_version == "none"
-    assert model_gate.check(product(pid, 1), "default", rec.text).passed
+    assert model_gate.judge(product(pid, 1), "default", rec.text).passed
     # a fresh request (e.g. a product change or an audience switch) starts a new budget
     gen.fail.clear()
     assert [r.source for r in await w.handle([{"product_id": pid, "audiences": ["default"], "priority": 1}])] == ["generated"]

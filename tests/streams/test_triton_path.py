@@ -103,11 +103,11 @@ async def test_triton_generation_gate_embeddings_and_tags(triton_pipe):
         for aud, rec in by_aud.items():
             assert "desc_generator" in rec.model_version, rec  # Triton answered (not the "none" failure fallback)
             assert rec.product_version == 1
-            verdict = model_gate.check(facts, aud, rec.text)
+            verdict = model_gate.judge(facts, aud, rec.text)
             assert verdict.passed, (pid, aud, rec.text, verdict.reasons)
             # also faithful to the product exactly as the seller sent it
             sent = ProductUpsert.model_validate(products[pid])
-            assert model_gate.check(sent, aud, rec.text).passed, (pid, aud, rec.text)
+            assert model_gate.judge(sent, aud, rec.text).passed, (pid, aud, rec.text)
             if settings.models.mode == "tiny":  # random weights: gibberish, rejected, fallback published
                 assert rec.source == "fallback", rec
                 assert rec.gate.reasons and all(r.startswith("fallback: gate failed: ") for r in rec.gate.reasons), rec.gate
