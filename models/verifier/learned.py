@@ -8,7 +8,9 @@ wrote to `verifier_config.json` beside the weights.
 Runtime only: torch + transformers, no training imports. The facts side is `facts_text(product)` — title,
 brand, category, price and attributes; the seller's free-text `description` is data, never a fact.
 Artefacts: `serving/model_repository/fact_verifier/1/artifacts/` (`default_artifacts_dir()`), weights
-stored in fp16 safetensors and loaded back in fp32.
+stored in fp16 safetensors and loaded back in fp32. The word-embedding matrix stays frozen in training, so
+it is not stored: `load_classifier` takes it from the installed MiniLM (`models.embedding.minilm_dir`),
+which halves the artefact. `save_classifier` and `load_classifier` are the one definition of that format.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from descstream.schemas import ProductUpsert
 CONFIG_FILE = "verifier_config.json"
 DEFAULT_MAX_LENGTH = 256
 UNSUPPORTED = 1  # class index of "not supported" in the 2-way classifier
+WORD_EMBEDDINGS = "bert.embeddings.word_embeddings.weight"
 
 
 def default_artifacts_dir() -> Path:
@@ -117,6 +120,42 @@ def split_sentences(text: str) -> list[str]:
 # ---------------------------------------------------------------------------------------- model
 
 
+def save_classifier(model: Any, folder: Path) -> None:
+    """Write the classifier in fp16 without its word embeddings (frozen: identical to the base MiniLM)."""
+    half = model.half()
+    half.save_pretrained(str(folder), safe_serialization=True,
+                         state_dict={k: v for k, v in half.state_dict().items() if k != WORD_EMBEDDINGS})
+
+
+def load_classifier(folder: Path) -> Any:
+    """The classifier of `save_classifier` (or a full checkpoint) in fp32; missing word embeddings come
+    from the base MiniLM, rounded through fp16 as they were when the classifier was saved."""
+    import torch
+    from safetensors import safe_open
+    from transformers import BertForSequenceClassification
+
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as fh:
+        stored = set(fh.keys())
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    if WORD_EMBEDDINGS not in stored:
+        hf_logging.set_verbosity_error()  # the "missing weights" report is expected: they are filled in below
+    try:
+        model = BertForSequenceClassification.from_pretrained(str(folder), torch_dtype=torch.float32).float()
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    if WORD_EMBEDDINGS not in stored:
+        from models.embedding import minilm_dir
+
+        with safe_open(str(minilm_dir() / "model.safetensors"), framework="pt") as fh:
+            key = next(k for k in fh.keys() if k.endswith("word_embeddings.weight"))
+            base = fh.get_tensor(key)
+        with torch.no_grad():
+            model.bert.embeddings.word_embeddings.weight.copy_(base.half().float())
+    return model
+
+
 class SentenceVerifier:
     """The fine-tuned cross-encoder; `unsupported_probs` scores (facts_text, sentence) pairs."""
 
@@ -132,16 +171,14 @@ class SentenceVerifier:
     @classmethod
     def load(cls, folder: str | Path | None = None, device: str = "cpu") -> "SentenceVerifier":
         """Load weights (fp16 on disk -> fp32), tokenizer and `verifier_config.json` from `folder`."""
-        import torch
-        from transformers import AutoTokenizer, BertForSequenceClassification
+        from transformers import AutoTokenizer
 
         folder = Path(folder) if folder is not None else default_artifacts_dir()
         cfg_path = folder / CONFIG_FILE
         if not cfg_path.is_file():
             raise FileNotFoundError(f"no {CONFIG_FILE} in {folder} (train with python -m models.verifier.train)")
         cfg = json.loads(cfg_path.read_text())
-        model = BertForSequenceClassification.from_pretrained(str(folder), torch_dtype=torch.float32)
-        model = model.float().to(device).eval()
+        model = load_classifier(folder).to(device).eval()
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
         return cls(model, tokenizer, float(cfg["threshold"]), max_length=int(cfg.get("max_length", DEFAULT_MAX_LENGTH)),
                    device=device, config=cfg)

@@ -41,7 +41,8 @@ from pathlib import Path
 from descstream.schemas import ProductUpsert
 
 from models.verifier.corrupt import KINDS, all_corruptions
-from models.verifier.learned import CONFIG_FILE, DEFAULT_MAX_LENGTH, facts_text, split_sentences
+from models.verifier.learned import (CONFIG_FILE, DEFAULT_MAX_LENGTH, facts_text, load_classifier, save_classifier,
+                                     split_sentences)
 
 REPO = Path(__file__).resolve().parents[2]
 GOLD_DIR = REPO / "models" / "data" / "gold"
@@ -419,7 +420,10 @@ def main(argv: list[str] | None = None) -> int:
 
     base = args.init if args.init is not None else minilm_dir()
     tok = AutoTokenizer.from_pretrained(str(base))
-    model = BertForSequenceClassification.from_pretrained(str(base), num_labels=2, torch_dtype=torch.float32).float()
+    if args.init is not None:
+        model = load_classifier(args.init)
+    else:
+        model = BertForSequenceClassification.from_pretrained(str(base), num_labels=2, torch_dtype=torch.float32).float()
     before = None
     if args.init is not None and gold_held:
         init_cfg = json.loads((args.init / CONFIG_FILE).read_text()) if (args.init / CONFIG_FILE).is_file() else {}
@@ -503,10 +507,11 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
-    model.half().save_pretrained(str(out), safe_serialization=True)
+    save_classifier(model, out)
     tok.save_pretrained(str(out))
     config = {"threshold": thr, "max_length": DEFAULT_MAX_LENGTH, "train_max_length": TRAIN_MAX_LEN,
               "base_model": BASE_MODEL, "labels": ["supported", "unsupported"], "weights_dtype": "float16",
+              "word_embeddings": "from the base MiniLM (frozen in training, not stored)",
               "facts_format": "models.verifier.learned.facts_text"}
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     kinds_train = Counter(p[3] for p in train_pairs)
