@@ -224,13 +224,16 @@ def run_batch(
         for start in range(0, len(jobs), chunk):
             part = jobs[start : start + chunk]
             try:
-                runs = [backend.generate([(p, a) for _, p, a in part], seed=s) for s in range(candidates)] \
-                    if candidates > 1 else [backend.generate([(p, a) for _, p, a in part])]
-                texts = []
-                for j, (_, p, a) in enumerate(part):
-                    cands = [run[j] for run in runs]
-                    best, _ = best_candidate(p, a, cands)
-                    texts.append(cands[best] if best >= 0 else None)
+                pairs = [(p, a) for _, p, a in part]
+                if candidates == 1:
+                    texts = backend.generate(pairs)  # verified once, by the gate in `_record`
+                else:
+                    runs = [backend.generate(pairs, seed=s) for s in range(candidates)]
+                    texts = []
+                    for j, (p, a) in enumerate(pairs):
+                        cands = [run[j] for run in runs]
+                        best, _ = best_candidate(p, a, cands)
+                        texts.append(cands[best] if best >= 0 else None)
             except Exception as exc:  # noqa: BLE001 - the model failing is reported per line, never fatal
                 texts = [None] * len(part)
                 for lineno, _, aud in part:

@@ -23,20 +23,18 @@ from typing import Any
 
 from models.evaluate import distinct_n, words
 from models.facts import coverage
-from models.gold import ERROR_TYPES, GOLD_DIR, load_products
-from models.verifier import SentenceScorer, verify_many
-from models.verifier.agreement import agreement, gold_items
+from models.gold import ERROR_TYPES, GOLD_DIR
+from models.verifier import SentenceScorer
+from models.verifier.agreement import Scored, agreement, score_part
 
 
 def _mean(xs: list[float]) -> float | None:
     return round(sum(xs) / len(xs), 4) if xs else None
 
 
-def system_table(part: str, scorer: SentenceScorer | None = None, threshold: float = 0.5,
-                 gold_dir: Path = GOLD_DIR) -> dict[str, dict[str, Any]]:
-    products = load_products(gold_dir / "products.jsonl")
-    items = gold_items(part, gold_dir)
-    verdicts = verify_many([(products[t["product_id"]], t["audience"], t["text"]) for t, _ in items], scorer, threshold)
+def system_table(scored: Scored) -> dict[str, dict[str, Any]]:
+    """Per-system figures for one scored split part (`models.verifier.agreement.score_part`)."""
+    products, items, verdicts = scored.products, scored.items, scored.verdicts
     rows: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for (text, label), verdict in zip(items, verdicts):
         r = rows[text["system"]]
@@ -105,8 +103,9 @@ def write_report(out_dir: Path, part: str = "test", scorer: SentenceScorer | Non
                  learned: str = "off", gold_dir: Path = GOLD_DIR) -> dict[str, Any]:
     """Compute the system table and the verifier agreement; write gold_eval.json and gold_eval.md."""
     t0 = time.perf_counter()
-    systems = system_table(part, scorer, threshold, gold_dir)
-    agree = agreement(part, scorer, threshold, gold_dir)
+    scored = score_part(part, scorer, threshold, gold_dir)
+    systems = system_table(scored)
+    agree = agreement(part, scored=scored)
     result = {"part": part, "learned_verifier": learned, "systems": systems,
               "agreement": {k: v for k, v in agree.items() if k not in ("misses", "false_alarms")},
               "misses": agree["misses"], "false_alarms": agree["false_alarms"],

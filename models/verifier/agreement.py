@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from models.gold import ERROR_TYPES, GOLD_DIR, load_jsonl, load_products
-from models.verifier import SentenceScorer, verify_many
+from descstream.schemas import ProductUpsert
+from models.verifier import SentenceScorer, Verdict, verify_many
 
 
 def load_labels(gold_dir: Path = GOLD_DIR) -> dict[str, dict[str, Any]]:
@@ -39,12 +41,29 @@ def _ratio(a: int, b: int) -> float | None:
     return round(a / b, 4) if b else None
 
 
-def agreement(part: str = "test", scorer: SentenceScorer | None = None, threshold: float = 0.5,
-              gold_dir: Path = GOLD_DIR) -> dict[str, Any]:
-    """Agreement figures and every disagreement, as JSON-ready data."""
+@dataclass(frozen=True)
+class Scored:
+    """The labelled texts of one split part with their products and the verifier's verdicts."""
+
+    products: dict[str, ProductUpsert]
+    items: list[tuple[dict[str, Any], dict[str, Any]]]
+    verdicts: list[Verdict]
+
+
+def score_part(part: str, scorer: SentenceScorer | None = None, threshold: float = 0.5,
+               gold_dir: Path = GOLD_DIR) -> Scored:
+    """Verify every labelled text of `part` once (agreement and the system table both read the result)."""
     products = load_products(gold_dir / "products.jsonl")
     items = gold_items(part, gold_dir)
     verdicts = verify_many([(products[t["product_id"]], t["audience"], t["text"]) for t, _ in items], scorer, threshold)
+    return Scored(products, items, verdicts)
+
+
+def agreement(part: str = "test", scorer: SentenceScorer | None = None, threshold: float = 0.5,
+              gold_dir: Path = GOLD_DIR, scored: Scored | None = None) -> dict[str, Any]:
+    """Agreement figures and every disagreement, as JSON-ready data (`scored`: verdicts already computed)."""
+    scored = scored or score_part(part, scorer, threshold, gold_dir)
+    items, verdicts = scored.items, scored.verdicts
     tp = fp = fn = tn = 0
     by_type: dict[str, dict[str, int]] = {k: {"texts": 0, "flagged": 0, "same_type": 0} for k in ERROR_TYPES}
     by_system: dict[str, dict[str, int]] = defaultdict(lambda: {"texts": 0, "editor_wrong": 0, "flagged": 0})
